@@ -1,0 +1,34 @@
+# The two commands of the README. Each creates .venv and installs into it when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.convbench-installed
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k conv2d"`.
+PYTEST_ARGS ?=
+# Arguments for `convbench run`, e.g. `make run RUN_ARGS="--budget 120"`.
+RUN_ARGS ?=
+
+.PHONY: run test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/convbench run $(RUN_ARGS)
+
+# pytest exits 5 when it collects nothing: with a selection that is a message, not a failure;
+# without one it means the suite vanished, which fails.
+test: $(STAMP)
+	@$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then \
+	  echo "pytest collected no tests$(if $(PYTEST_ARGS), for '$(PYTEST_ARGS)',)"; \
+	  if [ -n "$(PYTEST_ARGS)" ]; then exit 0; else exit 1; fi; \
+	fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) convbench-report .pytest_cache .hypothesis .benchmarks

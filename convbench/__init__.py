@@ -1,0 +1,78 @@
+"""convbench: verify and benchmark convolution and pooling implementations, side by side.
+
+>>> import numpy as np, convbench
+>>> x = np.ones((1, 1, 4, 4), np.float32); w = np.ones((1, 1, 3, 3), np.float32)
+>>> convbench.conv2d(x, w, padding=1, impl="reference")[0, 0, 0, 0]
+4.0
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convbench._api import UnsupportedError, run_backward, run_forward
+from convbench._errors import ParamError
+from convbench.registry import implementations, load_impl, register
+
+__all__ = [
+    "conv2d", "conv2d_backward",
+    "implementations", "load_impl", "check_impl", "parametrize_with_checks", "register",
+    "ParamError", "UnsupportedError",
+]
+__version__ = "0.1.0"
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, impl: Any = "reference") -> np.ndarray:
+    """2-D cross-correlation with PyTorch's semantics.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (O, C // groups, kh, kw)
+    b : ndarray, shape (O,), optional
+    stride, dilation : int or (int, int)
+    padding : int, (int, int), 'same' (stride 1 only) or 'valid'
+    groups : int
+    impl : str or object
+        ``'reference'`` (float64 oracle), a registered name or a spec (``file.py:OBJ``).
+
+    Returns
+    -------
+    ndarray, shape (N, O, OH, OW), dtype of ``x``
+
+    Raises
+    ------
+    ParamError
+        An invalid argument, named with its value; raised before any implementation runs.
+    TypeError
+        A non-floating dtype.
+    """
+    return run_forward("conv2d", impl, (x, w, b),
+                       dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+
+
+def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, *, bias: bool = True, stride: Any = 1,
+                    padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                    impl: Any = "reference") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``; ``grad_bias`` is None without bias."""
+    return run_backward("conv2d", impl, dy, (x, w, None),
+                        dict(stride=stride, padding=padding, dilation=dilation, groups=groups), bias=bias)  # type: ignore[return-value]
+
+
+def check_impl(spec_or_impl: Any, op: str | None = None, suite: str = "quick", **kwargs: Any) -> list[dict[str, Any]]:
+    """Run the conformance checks on an implementation; return the check records (no pytest needed).
+
+    See :func:`convbench.verify.check_impl`.
+    """
+    from convbench.verify import check_impl as _check_impl
+
+    return _check_impl(spec_or_impl, op=op, suite=suite, **kwargs)
+
+
+def parametrize_with_checks(*args: Any, **kwargs: Any) -> Any:
+    """A ``pytest.mark.parametrize`` over (implementation, case, check): see :func:`convbench.verify.parametrize_with_checks`."""
+    from convbench.verify import parametrize_with_checks as _p
+
+    return _p(*args, **kwargs)

@@ -1,0 +1,68 @@
+"""The public operator functions: validate once, then hand valid parameters to an implementation."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convbench._errors import ParamError
+from convbench.ops import OpParams, get_op
+from convbench.registry import availability, load_impl
+
+
+class UnsupportedError(RuntimeError):
+    """The implementation cannot run this call here (unavailable, or the case is unsupported)."""
+
+
+def _resolve(op: str, impl: Any) -> Any:
+    if impl == "reference":
+        return None
+    inst = load_impl(impl, op=op)
+    if inst.info.op != op:
+        raise ParamError(f"impl {impl!r} is a {inst.info.op} implementation, not {op}")
+    return inst
+
+
+def _ready(inst: Any, p: OpParams, dtype: str, direction: str) -> None:
+    why = availability(inst) or inst.unsupported(p, dtype, direction)
+    if why:
+        raise UnsupportedError(f"{inst.info.name} cannot run {p.op} {p.descriptor} {dtype} {direction}: {why}")
+
+
+def run_forward(op: str, impl: Any, inputs: tuple[Any, ...], hyper: dict[str, Any]) -> np.ndarray:
+    spec = get_op(op)
+    p = spec.params_from_arrays(*inputs, **hyper)
+    dtype = inputs[0].dtype
+    inst = _resolve(op, impl)
+    if inst is None:
+        return spec.reference_forward(p, *inputs).astype(dtype)
+    _ready(inst, p, dtype.name, "forward")
+    native = inst.prepare(*inputs)
+    out = inst.forward(p, *native)
+    inst.sync()
+    return inst.to_numpy(out)
+
+
+def run_backward(op: str, impl: Any, dy: Any, inputs: tuple[Any, ...], hyper: dict[str, Any],
+                 bias: bool = True) -> tuple[np.ndarray | None, ...]:
+    spec = get_op(op)
+    p = spec.params_from_arrays(*inputs, **hyper)
+    if hasattr(p, "bias") and p.bias != bias:
+        p = type(p)(**{**p.asdict(), "bias": bias})
+    dtype = inputs[0].dtype
+    expect = p.shapes()["dy"]
+    if not isinstance(dy, np.ndarray):
+        raise TypeError(f"dy must be a numpy.ndarray, got {type(dy).__name__}")
+    if dy.dtype != dtype:
+        raise TypeError(f"dy must have the dtype of x ({dtype}), got {dy.dtype}")
+    if dy.shape != expect:
+        raise ParamError(f"dy must have the output's shape {expect}, got {dy.shape}")
+    bwd = (dy, *[a for a, n in zip(inputs, spec.forward_inputs) if n in spec.backward_inputs])
+    inst = _resolve(op, impl)
+    if inst is None:
+        return tuple(None if g is None else g.astype(dtype) for g in spec.reference_backward(p, *bwd))
+    _ready(inst, p, dtype.name, "backward")
+    native = inst.prepare(*bwd)
+    grads = inst.backward(p, *native)
+    inst.sync()
+    return tuple(None if g is None else inst.to_numpy(g) for g in grads)

@@ -1,0 +1,107 @@
+"""Turn the objects people write into the implementation protocol.
+
+``adapt(obj, op)`` returns ``(implementation, info)`` where ``info`` holds the keyword arguments of
+:class:`convbench.registry.ImplInfo` that the adapter could infer (op, backend, directions,
+features). The parameters an object lacks tell which cases it cannot take: those are
+*unsupported*, never failed.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from convbench.ops import OpParams
+from convbench.registry import Implementation
+
+__all__ = ["adapt", "FunctionImpl"]
+
+# keyword names a function may use for each hyperparameter, first match wins
+_ALIASES = {
+    "stride": ("stride", "strides", "s"),
+    "padding": ("padding", "pad", "pads", "p"),
+    "dilation": ("dilation", "dilations", "d"),
+    "groups": ("groups", "group", "g"),
+}
+
+
+def _conv_padding_arg(p: Any) -> Any:
+    """The padding as a function most likely takes it: an int when both sides agree."""
+    pt, pb, pl, pr = p.pads
+    return pt if pt == pl else (pt, pl)
+
+
+def _pair_arg(v: tuple[int, int]) -> Any:
+    return v[0] if v[0] == v[1] else v
+
+
+class FunctionImpl(Implementation):
+    """A plain forward function ``f(x, w, b=None, stride=..., padding=..., dilation=..., groups=...)``."""
+
+    def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool) -> None:
+        self.fn = fn
+        self.kwnames = kwnames
+        self.takes_bias = takes_bias
+
+    def forward(self, p: OpParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> Any:
+        kw: dict[str, Any] = {}
+        values = {"stride": _pair_arg(p.stride), "padding": _conv_padding_arg(p),
+                  "dilation": _pair_arg(p.dilation), "groups": p.groups}
+        for key, argname in self.kwnames.items():
+            kw[argname] = values[key]
+        if self.takes_bias:
+            return self.fn(x, w, b, **kw)
+        return self.fn(x, w, **kw)
+
+
+def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[str]:
+    f = {"no_bias", "rectangular"}
+    if takes_bias:
+        f.add("bias")
+    if "stride" in kwnames:
+        f.add("stride")
+    if "padding" in kwnames:
+        f |= {"padding", "padding_same", "padding_valid"}
+    elif True:
+        f.add("padding_valid")
+    if "dilation" in kwnames:
+        f.add("dilation")
+    if "groups" in kwnames:
+        f.add("groups")
+    return frozenset(f)
+
+
+def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, dict[str, Any]]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the signature of {fn!r}: {exc}") from None
+    params = list(sig.parameters.values())
+    positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2:
+        raise TypeError(f"a conv function takes at least (x, w); {fn.__name__}{sig} does not")
+    names = {q.name for q in params}
+    kwnames = {}
+    for key, aliases in _ALIASES.items():
+        for a in aliases:
+            if a in names and a not in (positional[0].name, positional[1].name):
+                kwnames[key] = a
+                break
+    third = positional[2].name if len(positional) > 2 else None
+    takes_bias = third is not None and third not in kwnames.values()
+    features = _function_features(kwnames, takes_bias)
+    return FunctionImpl(fn, kwnames, takes_bias), {
+        "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
+        "description": f"function {fn.__module__}.{fn.__qualname__}{sig}"}
+
+
+def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, Any]]:
+    """An implementation and its inferred metadata for ``obj``; ``TypeError`` if none fits."""
+    op = op or "conv2d"
+    if isinstance(obj, Implementation):
+        return obj, {"op": op}
+    if inspect.isfunction(obj) or inspect.isbuiltin(obj) or (callable(obj) and not isinstance(obj, type)):
+        return _adapt_function(obj, op)
+    raise TypeError(f"cannot adapt {obj!r} to a {op} implementation: expected an implementation, "
+                    "a function f(x, w, b=None, stride=..., padding=...), a layer class or a torch module")

@@ -1,0 +1,256 @@
+"""The ``convbench`` command: list, check, bench, report, compare, machine, run.
+
+Exit status: 0 success, 1 a check failed or a regression was found, 2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from convbench._errors import ParamError
+
+__all__ = ["main"]
+
+DEFAULT_REPORT_DIR = "convbench-report"
+
+
+class UsageError(Exception):
+    """A bad command line: reported in one line, exit status 2."""
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--op", default="conv2d", help="operator (default conv2d)")
+    p.add_argument("--impl", action="append", metavar="SPEC",
+                   help="implementation: NAME, path/to/file.py:OBJ or pkg.module:OBJ (repeatable; default all)")
+    p.add_argument("--suite", action="append", metavar="S", help="suite of cases (repeatable)")
+    p.add_argument("--case", action="append", metavar="D",
+                   help="one case as a descriptor, e.g. n8c64h56w56o64k3s1p1 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="implementations, available or not, and why")
+    p.add_argument("--op", default=None, help="only this operator")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("check", help="check implementations against the float64 oracle")
+    _add_selection(p)
+    p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds one check may take before it is a timeout")
+
+    p = sub.add_parser("bench", help="time implementations; append JSON-lines records")
+    _add_selection(p)
+    p.add_argument("--out", metavar="FILE", help="append bench records (JSON lines) to FILE")
+    p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds for the whole run")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
+    p.add_argument("--resume", action="store_true", help="skip what --out already holds")
+
+    p = sub.add_parser("report", help="tables and plots from records")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="convbench records (.jsonl/.json), pytest-benchmark JSON, asv results directories")
+    p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
+    p.add_argument("--format", default="md,html,csv", metavar="FMTS", help="comma-separated: md, html, csv")
+    p.add_argument("--baseline", default="torch_cpu", help="implementation speedups are measured against")
+
+    p = sub.add_parser("compare", help="compare two sets of bench records")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--threshold", default="10", metavar="PCT", help="regression threshold in %% (default 10)")
+
+    p = sub.add_parser("machine", help="fingerprint and measured peaks of this machine")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations")
+    p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
+    p.add_argument("--budget", type=float, default=150.0, metavar="S", help="seconds for benchmarking (default 150)")
+    p.add_argument("--op", action="append", default=None, help="operators (default: all with implementations)")
+    return ap
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def _selection(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    from convbench.cases import cases_from
+    from convbench.ops import get_op
+    from convbench.registry import resolve_impls
+
+    get_op(args.op)
+    cases = cases_from(args.op, args.suite, args.case)
+    impls = resolve_impls(args.impl, args.op)
+    if not impls:
+        raise UsageError(f"no {args.op} implementation is registered")
+    return impls, cases
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from convbench.registry import implementations
+
+    infos = implementations(args.op)
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    rows = [(i.op, i.name, i.backend, i.device, ",".join(sorted(i.directions)),
+             "yes" if i.available else f"no: {i.reason}") for i in infos]
+    _print_table(("op", "name", "backend", "device", "directions", "available"), rows)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from convbench.verify import format_report, run_checks
+
+    impls, cases = _selection(args)
+    records = run_checks(impls, cases, timeout=args.timeout)
+    if args.json:
+        _write_json(Path(args.json), records)
+    print(format_report(records))
+    return 1 if any(r["status"] in FAILING for r in records) else 0
+
+
+FAILING = ("failed", "error", "timeout", "crashed")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from convbench.measure.bench import format_summary, run_bench
+
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out FILE (the records to resume from)")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError(f"--budget must be > 0 seconds, got {args.budget}")
+    impls, cases = _selection(args)
+    records = run_bench(impls, cases, out=Path(args.out) if args.out else None, budget=args.budget,
+                        threads=args.threads, resume=args.resume)
+    print(format_summary(records))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import reports
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = sorted(set(formats) - {"md", "html", "csv"})
+    if bad:
+        raise UsageError(f"--format takes md, html, csv; got {', '.join(bad)}")
+    for i in args.inputs:
+        if not Path(i).exists():
+            raise UsageError(f"report input {i!r} does not exist")
+    frame = reports.load([Path(i) for i in args.inputs])
+    paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
+    print(reports.summary_text(frame, baseline=args.baseline))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from reports.compare import compare
+
+    try:
+        threshold = float(str(args.threshold).rstrip("%"))
+    except ValueError:
+        raise UsageError(f"--threshold must be a percentage like 10 or 10%, got {args.threshold!r}") from None
+    for i in (args.old, args.new):
+        if not Path(i).exists():
+            raise UsageError(f"compare input {i!r} does not exist")
+    text, regressed = compare(Path(args.old), Path(args.new), threshold_pct=threshold)
+    print(text)
+    return 1 if regressed else 0
+
+
+def cmd_machine(args: argparse.Namespace) -> int:
+    from convbench.measure.machine import describe, fingerprint, peaks
+
+    fp = fingerprint()
+    pk = peaks(fp)
+    if args.json:
+        print(json.dumps({"fingerprint": fp, "peaks": pk}, indent=2))
+    else:
+        print(describe(fp, pk))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Check, bench and report every operator's shipped implementations into ``--out``."""
+    import reports
+    from convbench.cases import get_suite
+    from convbench.measure.bench import run_bench
+    from convbench.ops import op_names
+    from convbench.registry import registered
+    from convbench.verify import format_report, run_checks
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ops = args.op or [o for o in op_names() if registered(o)]
+    t0 = time.perf_counter()
+    check_records: list[dict[str, Any]] = []
+    bench_path = out / "bench.jsonl"
+    if bench_path.exists():  # a fresh run: records of an earlier run would be mixed in
+        bench_path.unlink()
+    for i, op in enumerate(ops):
+        impls = registered(op)
+        print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
+        recs = run_checks(impls, get_suite("edge", op))
+        check_records += recs
+        failed = [r for r in recs if r["status"] in FAILING]
+        print(f"   {sum(r['status'] == 'passed' for r in recs)} passed, {len(failed)} failed, "
+              f"{sum(r['status'] in ('skipped', 'unsupported') for r in recs)} skipped or unsupported", flush=True)
+        share = args.budget / (len(ops) - i) if args.budget else None
+        spent = time.perf_counter()
+        print(f"== {op}: benchmarking the quick suite (budget {share:.0f} s)", flush=True)
+        run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False)
+        args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
+    _write_json(out / "check.json", check_records)
+    frame = reports.load([bench_path])
+    paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records)
+    print()
+    print(reports.summary_text(frame))
+    bad = [r for r in check_records if r["status"] in FAILING]
+    if bad:
+        print()
+        print(format_report(bad))
+    print(f"\nreport: {paths.get('md', out / 'report.md')}  html: {paths.get('html', out / 'index.html')}  "
+          f"({time.perf_counter() - t0:.0f} s)")
+    return 1 if bad else 0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    for line in (header, ["-" * w for w in widths], *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+
+
+COMMANDS = {"list": cmd_list, "check": cmd_check, "bench": cmd_bench, "report": cmd_report,
+            "compare": cmd_compare, "machine": cmd_machine, "run": cmd_run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ParamError) as exc:
+        print(f"convbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convbench {args.command}: interrupted; records written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The operators: one module each, looked up by name."""
+from __future__ import annotations
+
+from convbench._errors import ParamError
+from convbench.ops._base import DIRECTIONS, Op, OpParams
+from convbench.ops.conv2d import Conv2dParams
+
+__all__ = ["DIRECTIONS", "Op", "OpParams", "Conv2dParams", "get_op", "op_names"]
+
+
+def _ops() -> dict[str, Op]:
+    from convbench.ops import conv2d
+
+    return {"conv2d": conv2d.OP}
+
+
+def op_names() -> list[str]:
+    return list(_ops())
+
+
+def get_op(name: str) -> Op:
+    """The operator called ``name``; ``ParamError`` naming the known ones otherwise."""
+    ops = _ops()
+    try:
+        return ops[name]
+    except KeyError:
+        raise ParamError(f"op must be one of {', '.join(ops)}; got {name!r}") from None
