@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations")
     p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
-    p.add_argument("--budget", type=float, default=150.0, metavar="S", help="seconds for benchmarking (default 150)")
+    p.add_argument("--budget", type=float, default=100.0, metavar="S", help="seconds for benchmarking (default 100)")
     p.add_argument("--op", action="append", default=None, help="operators (default: all with implementations)")
     return ap
 
@@ -103,9 +103,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    impls, cases = _selection(args)
     from convbench.verify import format_report, run_checks
 
-    impls, cases = _selection(args)
     records = run_checks(impls, cases, timeout=args.timeout)
     if args.json:
         _write_json(Path(args.json), records)
@@ -117,8 +117,6 @@ FAILING = ("failed", "error", "timeout", "crashed")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from convbench.measure.bench import format_summary, run_bench
-
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE (the records to resume from)")
     if args.threads is not None and args.threads < 1:
@@ -126,6 +124,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget <= 0:
         raise UsageError(f"--budget must be > 0 seconds, got {args.budget}")
     impls, cases = _selection(args)
+    from convbench.measure.bench import format_summary, run_bench
+
     records = run_bench(impls, cases, out=Path(args.out) if args.out else None, budget=args.budget,
                         threads=args.threads, resume=args.resume)
     print(format_summary(records))
@@ -133,8 +133,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import reports
-
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = sorted(set(formats) - {"md", "html", "csv"})
     if bad:
@@ -142,6 +140,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for i in args.inputs:
         if not Path(i).exists():
             raise UsageError(f"report input {i!r} does not exist")
+    import reports
+
     frame = reports.load([Path(i) for i in args.inputs])
     paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
     print(reports.summary_text(frame, baseline=args.baseline))
@@ -151,8 +151,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from reports.compare import compare
-
     try:
         threshold = float(str(args.threshold).rstrip("%"))
     except ValueError:
@@ -160,6 +158,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for i in (args.old, args.new):
         if not Path(i).exists():
             raise UsageError(f"compare input {i!r} does not exist")
+    from reports.compare import compare
+
     text, regressed = compare(Path(args.old), Path(args.new), threshold_pct=threshold)
     print(text)
     return 1 if regressed else 0

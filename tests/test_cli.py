@@ -1,0 +1,56 @@
+"""The command line: exit codes, usage errors, list."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from convbench.cli import main
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "convbench.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_list_shows_the_five_families_and_why_cuda_is_missing(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("naive", "im2col", "stride_tricks", "torch_cpu", "torch_cuda"):
+        assert name in out
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        line = next(l for l in out.splitlines() if "torch_cuda" in l)
+        assert "no:" in line and "CUDA" in line
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json", "--op", "conv2d"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert all(i["op"] == "conv2d" for i in infos)
+    assert {"name", "backend", "device", "available", "reason", "directions", "dtypes"} <= set(infos[0])
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["check", "--case", "n1c3x5"], "'x5'"),
+    (["check", "--impl", "nonesuch"], "nonesuch"),
+    (["check", "--op", "conv9d"], "conv9d"),
+    (["check", "--suite", "nonesuch"], "nonesuch"),
+    (["bench", "--resume"], "--resume needs --out"),
+    (["bench", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["bench", "--budget", "-5"], "--budget must be > 0"),
+    (["report", "does-not-exist.jsonl"], "does-not-exist.jsonl"),
+    (["report", "x.jsonl", "--format", "pdf"], "pdf"),
+    (["compare", "a.jsonl", "b.jsonl", "--threshold", "ten"], "ten"),
+])
+def test_usage_errors_exit_2_with_the_bad_value(args, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.jsonl").write_text("")
+    assert main(args) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_argparse_usage_error_exits_2():
+    out = run_cli("check", "--no-such-flag")
+    assert out.returncode == 2 and "unrecognized arguments" in out.stderr
