@@ -23,7 +23,7 @@ import numpy as np
 from convbench._errors import ParamError
 from convbench.ops import OpParams, get_op
 
-__all__ = ["ImplInfo", "Implementation", "register", "discover", "implementations", "get_impl",
+__all__ = ["ImplInfo", "Implementation", "register", "discover", "implementations", "registered", "availability", "get_impl",
            "load_impl", "resolve_impls", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "convbench.impls"

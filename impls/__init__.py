@@ -1,0 +1,1 @@
+"""The shipped implementation families: each module registers itself with convbench on import."""

@@ -1,0 +1,103 @@
+"""The PyTorch conv2d families' shared code: one class, parametrised by device.
+
+torch is imported lazily, inside methods, so that importing a family (``convbench list``) stays
+fast and never fails where torch is missing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convbench.ops.conv2d import Conv2dParams
+from convbench.registry import Implementation
+
+__all__ = ["TorchConv2d", "torch_availability"]
+
+
+def torch_availability(device: str) -> str | None:
+    """None when torch can run on ``device`` here, else why not."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if device == "cuda":
+        if torch.version.cuda is None:
+            return f"CUDA not available (torch {torch.__version__}, built without CUDA)"
+        if not torch.cuda.is_available():
+            return f"CUDA not available (torch {torch.__version__}, no CUDA device visible)"
+    return None
+
+
+class TorchConv2d(Implementation):
+    """``torch.nn.functional.conv2d`` forward, ``aten.convolution_backward`` backward, on ``device``.
+
+    Parameters
+    ----------
+    device : str
+        ``'cpu'`` or ``'cuda'``. Inputs are moved there by :meth:`prepare`, untimed.
+
+    Notes
+    -----
+    Backward is one ``torch.ops.aten.convolution_backward`` call: all three gradients, no
+    autograd graph to build or walk. Padding torch cannot express (the asymmetric pads of
+    ``'same'`` with an even effective kernel) is applied with ``F.pad`` first; backward then crops
+    ``grad_input`` back to the input. Runs under ``torch.no_grad()``; torch's global settings
+    (threads, cuDNN flags) are left as they are.
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def availability(self) -> str | None:
+        return torch_availability(self.device)
+
+    def prepare(self, *arrays: np.ndarray | None) -> tuple[Any, ...]:
+        import torch
+
+        # ascontiguousarray: torch.as_tensor refuses negative strides
+        return tuple(None if a is None else torch.as_tensor(np.ascontiguousarray(a), device=self.device)
+                     for a in arrays)
+
+    @staticmethod
+    def _padding(p: Conv2dParams) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]]:
+        """(F.pad argument or None, the symmetric padding handed to the convolution)."""
+        pt, pb, pl, pr = p.pads
+        if pt == pb and pl == pr:
+            return None, (pt, pl)
+        return (pl, pr, pt, pb), (0, 0)
+
+    def forward(self, p: Conv2dParams, x: Any, w: Any, b: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        extra, padding = self._padding(p)
+        with torch.no_grad():
+            if extra is not None:
+                x = F.pad(x, extra)
+            return F.conv2d(x, w, b, stride=p.stride, padding=padding, dilation=p.dilation, groups=p.groups)
+
+    def backward(self, p: Conv2dParams, dy: Any, x: Any, w: Any) -> tuple[Any, Any, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        extra, padding = self._padding(p)
+        with torch.no_grad():
+            if extra is not None:
+                x = F.pad(x, extra)
+            dx, dw, db = torch.ops.aten.convolution_backward(
+                dy, x, w, [p.o] if p.bias else None, list(p.stride), list(padding), list(p.dilation),
+                False, [0, 0], p.groups, [True, True, p.bias])
+            if extra is not None:
+                pt, _, pl, _ = p.pads
+                dx = dx[:, :, pt:pt + p.h, pl:pl + p.w]
+        return dx, dw, (db if p.bias else None)
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return a.detach().cpu().numpy()
