@@ -317,7 +317,7 @@ def _import_file(path: Path) -> Any:
 
 
 def _snake(s: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", s)
+    s = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z0-9])(?=[A-Z][a-z])", "_", s)  # Conv2DMeanBias -> conv2d_mean_bias
     return re.sub(r"[^a-z0-9_]+", "_", s.lower()).strip("_") or "impl"
 
 
@@ -388,7 +388,9 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
     for key in set(_REGISTRY) - before:  # what the file registered itself runs isolated too
         _REGISTRY[key].info = dataclasses.replace(_REGISTRY[key].info, isolate=True, spec=abs_spec)
     stem = Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1]
-    return _adapt_and_register(obj, op, f"{stem}_{attr}" if attr[:1].isupper() else attr, spec=abs_spec)
+    # the file's stem keeps two files' `conv2d` functions apart: my_conv.py:conv2d -> my_conv_conv2d
+    name = attr if _snake(stem) in _snake(attr) else f"{stem}_{attr}"
+    return _adapt_and_register(obj, op, name, spec=abs_spec)
 
 
 def resolve_impls(specs: list[str] | None, op: str) -> list[Any]:

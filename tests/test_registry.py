@@ -92,7 +92,7 @@ def test_load_function_from_file(tmp_path):
             return convbench.conv2d(x, w, b, stride=stride, padding=padding)
     """))
     impl = load_impl(f"{f}:conv")
-    assert impl.info.name == "conv" and impl.info.isolate
+    assert impl.info.name == "my_conv_conv" and impl.info.isolate
     assert impl.info.directions == frozenset({"forward"})
     assert "dilation" not in impl.info.features and "stride" in impl.info.features
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Verification: the float64 oracle, the error bounds, the checks, and the ways to run them.
+
+``run_checks(impls, cases)`` gives check records (``convbench check``); ``format_report`` turns
+them into text; ``check_impl`` checks one implementation without pytest;
+``parametrize_with_checks`` makes the same checks a pytest parametrization.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from convbench.cases import Case, cases_from
+from convbench.verify.checks import CHECKS
+from convbench.verify.report import format_report
+from convbench.verify.runner import run_checks
+
+__all__ = ["run_checks", "format_report", "check_impl", "parametrize_with_checks", "CHECKS"]
+
+
+def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "quick",
+               cases: list[str | Case] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """Check one implementation; return its check records (no pytest needed).
+
+    Parameters
+    ----------
+    spec_or_impl : str or object
+        A spec (``NAME``, ``file.py:OBJ``, ``pkg.mod:OBJ``), an implementation, or an object an
+        adapter takes (a function, a seed-style layer class, a torch module).
+    op : str, optional
+        The operator (default: the implementation's, else ``conv2d``).
+    suite : str, optional
+        Suite of cases (default ``quick``); ignored when ``cases`` is given.
+    cases : list of str or Case, optional
+        Descriptors (``n2c3h7w7o4k3``) or cases to check instead of a suite.
+    **kwargs
+        Passed to :func:`run_checks` (``timeout``, ``isolate``, ``checks``, ...).
+
+    Returns
+    -------
+    list of dict
+        Check records; ``format_report(records)`` prints them.
+
+    Examples
+    --------
+    >>> import convbench                                          # doctest: +SKIP
+    >>> recs = convbench.check_impl("layers.py:Conv2D", suite="edge")
+    >>> print(convbench.verify.format_report(recs))
+    """
+    from convbench.registry import load_impl
+
+    impl = load_impl(spec_or_impl, op=op)
+    op = op or impl.info.op
+    if cases is not None:
+        descs = [c for c in cases if isinstance(c, str)]
+        chosen = [c for c in cases if isinstance(c, Case)] + cases_from(op, None, descs) if descs else list(cases)
+    else:
+        chosen = cases_from(op, [suite] if suite else None, None)
+    return run_checks([impl], chosen, **kwargs)
+
+
+def parametrize_with_checks(impls_or_specs: list[Any], op: str = "conv2d", suite: Any = "edge",
+                            checks: list[str] | None = None) -> Any:
+    """A pytest parametrization over (implementation, check); see :mod:`convbench.verify.pytest`."""
+    from convbench.verify.pytest import parametrize_with_checks as _p
+
+    return _p(impls_or_specs, op=op, suite=suite, checks=checks)

@@ -1,0 +1,74 @@
+"""Check records as text: a summary per implementation, then every failure in full."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+__all__ = ["format_report", "format_failure", "STATUSES", "FAILING"]
+
+STATUSES = ("passed", "failed", "error", "timeout", "crashed", "skipped", "unsupported")
+FAILING = ("failed", "error", "timeout", "crashed")
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def format_failure(r: dict[str, Any]) -> str:
+    """One failing record: what, where, the error against its bound, the first bad indices, the repro."""
+    lines = [f"{r['status'].upper()}  {r['impl']}  {r['op']}  {r['case']}  {r['direction']}  check={r['check']}"]
+    if r.get("max_abs_err") is not None or r.get("err_ratio") is not None:
+        lines.append(f"  max |err| {_num(r.get('max_abs_err'))}  bound {_num(r.get('tolerance'))}  "
+                     f"err_ratio {_num(r.get('err_ratio'))}")
+    msg = (r.get("message") or "").strip()
+    head, sep, rest = msg.partition("; first bad: ")
+    if head:
+        lines.append("  " + head)
+    if sep:
+        lines.append("  first bad indices:")
+        lines += ["    " + part for part in rest.split("; ")]
+    lines.append(f"  repro: {r['repro']}")
+    return "\n".join(lines)
+
+
+def format_report(records: list[dict[str, Any]]) -> str:
+    """The text ``convbench check`` prints.
+
+    Parameters
+    ----------
+    records : list of dict
+        Check records (:func:`convbench.verify.run_checks`).
+
+    Returns
+    -------
+    str
+        A table with the count of each status per implementation and an overall verdict, then
+        each failure, error, timeout and crash with the error and bound, the first bad indices
+        with expected and got values, and the command that reproduces it.
+    """
+    if not records:
+        return "no checks were run"
+    impls = list(dict.fromkeys(r["impl"] for r in records))
+    counts = {i: Counter(r["status"] for r in records if r["impl"] == i) for i in impls}
+    cols = [s for s in STATUSES if any(c[s] for c in counts.values())]
+    header = ["impl", *cols]
+    rows = [[i, *[str(counts[i][s]) for s in cols]] for i in impls]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+           for line in (header, ["-" * w for w in widths], *rows)]
+    bad = [r for r in records if r["status"] in FAILING]
+    # a skipped-after-timeouts or not-available implementation: say why once, not per case
+    notes = {}
+    for r in records:
+        if r["status"] in ("skipped",) and r["impl"] not in notes:
+            notes[r["impl"]] = r["message"]
+    for i, why in notes.items():
+        out.append(f"{i}: skipped: {why}")
+    if bad:
+        out += ["", f"{len(bad)} problem(s):", ""]
+        out += [format_failure(r) + "\n" for r in bad]
+        out.append(f"FAILED: {len(bad)} of {len(records)} checks failed")
+    else:
+        n = sum(c["passed"] for c in counts.values())
+        out.append(f"\nOK: {n} checks passed ({len(records) - n} skipped or unsupported)")
+    return "\n".join(out)

@@ -1,0 +1,128 @@
+"""The adapters: plain functions, seed-style layers, TinyTorch-style layers, torch modules."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convbench.adapters import LayerImpl, TorchModuleImpl, adapt
+from convbench.cases import conv, get_suite
+from convbench.registry import load_impl
+from convbench.verify import run_checks
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "planted"))
+from _base import conv_backward, conv_forward  # noqa: E402
+
+EDGE = get_suite("edge")
+
+
+def _statuses(impl, cases=EDGE, checks=None):
+    recs = run_checks([impl], cases, checks=checks)
+    return recs, {r["status"] for r in recs}
+
+
+class SeedConv:
+    """The seeds' layer: ints only, W/b arrays, dW/db."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        self.stride, self.padding = stride, padding
+        self.W = np.random.randn(out_channels, in_channels, kernel_size, kernel_size)
+        self.b = np.zeros(out_channels)
+
+    def forward(self, x):
+        self.x = x
+        return conv_forward(x, self.W, self.b, self.stride, self.padding)
+
+    def backward(self, dout):
+        dx, self.dW, self.db = conv_backward(dout, self.x, self.W, self.stride, self.padding)
+        return dx
+
+
+def test_seed_layer_ints_only_passes_and_nonsquare_is_unsupported():
+    impl = load_impl(SeedConv, op="conv2d")
+    assert isinstance(impl, LayerImpl) and impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl)
+    assert st == {"passed", "unsupported"}
+    un = {r["case"] for r in recs if r["status"] == "unsupported"}
+    assert {"nonsquare.kernel", "groups2", "dilation2", "pad.same.even"} <= un
+    assert "basic.3x3" not in un and "nobias" not in un
+
+
+class NoStride:
+    def __init__(self, c_in, c_out, k):
+        self.weight = np.zeros((c_out, c_in, k, k))
+        self.bias = np.zeros(c_out)
+
+    def forward(self, x):
+        return conv_forward(x, self.weight, self.bias)
+
+
+def test_fewer_constructor_parameters_fewer_features():
+    impl, info = adapt(NoStride)
+    assert "stride" not in info["features"] and "padding" not in info["features"]
+    assert info["directions"] == {"forward"}
+    recs, st = _statuses(load_impl(NoStride, op="conv2d"))
+    assert "failed" not in st and "error" not in st
+    assert any(r["case"] == "stride.remainder" and r["status"] == "unsupported" for r in recs)
+
+
+class Tensor:
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+
+class TinyConv:
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        ks = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+        self.stride, self.padding = stride, padding
+        self.weight = Tensor(np.zeros((out_channels, in_channels, *ks)))
+        self.bias = Tensor(np.zeros(out_channels))
+
+    def forward(self, x):
+        return Tensor(conv_forward(x.data, self.weight.data, self.bias.data, self.stride, self.padding))
+
+
+def test_tinytorch_layer_gets_data_holders_and_pairs_when_it_takes_them():
+    impl = load_impl(TinyConv, op="conv2d")
+    assert impl.wrap_in and impl.pairs and impl.info.directions == frozenset({"forward"})
+    recs, st = _statuses(impl)
+    assert st == {"passed", "unsupported"}
+    assert any(r["case"] == "nonsquare.stride" and r["status"] == "passed" for r in recs)
+
+
+class WrongLayout(SeedConv):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+        self.W = np.zeros((kernel_size, kernel_size, in_channels, out_channels))
+
+
+def test_a_weight_in_the_wrong_layout_is_an_error_naming_the_shapes():
+    recs = run_checks([load_impl(WrongLayout, op="conv2d")], [conv("c", n=1, c=2, h=5, w=5, o=3, k=3)], checks=["random"])
+    assert {r["status"] for r in recs} == {"error"}
+    assert "WrongLayout.W has shape (3, 3, 2, 3), but the case needs (3, 2, 3, 3)" in recs[0]["message"]
+
+
+def test_plain_function_signature_decides_support():
+    def f(x, w, b=None, stride=1):
+        return conv_forward(x, w, b, stride, 0)
+
+    recs, st = _statuses(load_impl(f, op="conv2d"))
+    assert st == {"passed", "unsupported"}
+    assert any(r["case"] == "batch1.pad1" and r["status"] == "unsupported" for r in recs)
+
+
+def test_torch_module_class_and_instance():
+    impl = load_impl(torch.nn.Conv2d, op="conv2d")
+    assert isinstance(impl, TorchModuleImpl)
+    recs, st = _statuses(impl, checks=["shape", "dtype", "random", "exact"])
+    assert st == {"passed"}, [r["message"] for r in recs if r["status"] != "passed"][:3]
+    impl2, info = adapt(torch.nn.Conv2d(3, 4, 3))
+    assert isinstance(impl2, TorchModuleImpl) and info["backend"] == "torch"
+
+
+def test_not_adaptable_says_what_it_expected():
+    with pytest.raises(TypeError, match="layer class"):
+        adapt(42)
