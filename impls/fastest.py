@@ -1,0 +1,247 @@
+"""conv2d that runs, per case and direction, whichever NumPy algorithm is fastest on this machine.
+
+Like cuDNN's benchmark mode: the choice comes from this machine's crossover data (bench records),
+else from timing the candidates on first use (autotune, opt-in), else from a cost model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convbench.ops import get_op
+from convbench.ops.conv2d import Conv2dParams
+from convbench.registry import Implementation, get_impl, register
+from impls._fast_common import waste
+
+__all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
+
+#: the NumPy algorithms it chooses among, looked up in the registry at call time
+CANDIDATES = ("shift_gemm", "im2col", "stride_tricks", "fft", "winograd")
+
+# Cost-model constants: only their ratios matter to a choice. GEMM throughput with inner
+# dimension K is PEAK*K/(K+_K_HALF) (OpenBLAS reaches half its large-GEMM rate near K=48 here);
+# FFTs and complex channel mixing run well below GEMM peak; copies at _BW bytes/s.
+_PEAK = 60e9
+_K_HALF = 48.0
+_FFT_RATE = 3e9
+_CGEMM_EFF = 0.5
+_BW = 8e9
+_EINSUM_PENALTY = 1.5
+
+
+def _gemm_s(flops: float, k: int) -> float:
+    return flops / (_PEAK * k / (k + _K_HALF))
+
+
+def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
+    """Predicted seconds of candidate ``name`` on ``p`` (a ranking, not a forecast)."""
+    item = np.dtype(dtype).itemsize
+    oh, ow = p.out_hw
+    cg, og = p.c // p.groups, p.o // p.groups
+    nx, ny = p.n * p.c * p.h * p.w, p.n * p.o * oh * ow
+    conv = 2.0 * p.macs
+    passes = 1 if direction == "forward" else 2
+    k2 = p.kh * p.kw
+    if name == "shift_gemm":
+        s = _gemm_s(conv * (1 + waste(p)), cg) + (3 * nx + 3 * ny) * item / _BW
+        if cg == 1 and p.groups > 1:
+            s = conv * 4 / _BW * item   # broadcast multiply-adds: memory bound
+        return passes * s
+    if name in ("im2col", "stride_tricks"):
+        patch = p.n * oh * ow * p.c * k2
+        s = _gemm_s(conv, cg * k2) + (3 * patch + nx + ny) * item / _BW
+        s *= passes * (1 + (direction != "forward"))   # col2im / adjoint views: one more pass each
+        return s * (_EINSUM_PENALTY if name == "stride_tricks" else 1.0)
+    if name == "winograd":
+        tiles_out = p.n * (-(-oh // 2)) * (-(-ow // 2))
+        s = _gemm_s(conv * 16 / 36, cg) + 16 * tiles_out * (cg * p.groups + p.o) * 2 * item / _BW
+        if direction != "forward":
+            s = s + cost_model("shift_gemm", p, dtype, "forward")   # grad_weight is direct
+        return s
+    if name == "fft":
+        pt, pb, pl, pr = p.pads
+        ell = (p.h + pt + pb) * (p.w + pl + pr)
+        transforms = (p.n * p.c + p.o * cg + p.n * p.o) * 2.5 * ell * math.log2(max(ell, 2))
+        mix = 8.0 * p.n * p.c * og * ell / 2
+        return passes * (transforms / _FFT_RATE + mix / (_PEAK * _CGEMM_EFF)
+                         + 4 * (p.n * p.c + p.n * p.o) * ell * item / _BW)
+    raise ValueError(f"cost_model: unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
+
+
+def crossover_path() -> Path:
+    """``$CONVBENCH_CROSSOVER``, else ``<cache dir>/crossover-<machine id>.jsonl``."""
+    env = os.environ.get("CONVBENCH_CROSSOVER")
+    if env:
+        return Path(env)
+    from convbench.measure.machine import cache_dir, fingerprint
+
+    return cache_dir() / f"crossover-{fingerprint()['id']}.jsonl"
+
+
+def _key(p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str, str]:
+    return (p.descriptor, dtype, direction)
+
+
+def _load_records(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Best median time per (case, dtype, direction) and candidate, from bench records."""
+    table: dict[tuple[str, str, str], dict[str, float]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return table
+    for line in lines:
+        try:
+            r = json.loads(line)
+            if r.get("status") != "ok" or r.get("impl") not in CANDIDATES or r.get("op", "conv2d") != "conv2d":
+                continue
+            p = Conv2dParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["params"].items()})
+            t = float(r["t_median_s"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue  # a foreign or damaged line says nothing about speed
+        slot = table.setdefault(_key(p, r["dtype"], r["direction"]), {})
+        slot[r["impl"]] = min(t, slot.get(r["impl"], math.inf))
+    return table
+
+
+@register(op="conv2d", name="fastest", backend="numpy", device="cpu", exact=False, algorithm="any",
+          deterministic=True,
+          description="per case and direction, the fastest of shift_gemm/im2col/stride_tricks/fft/winograd "
+                      "by this machine's crossover records, autotuning (CONVBENCH_AUTOTUNE=1) or a cost model")
+class FastestConv2d(Implementation):
+    """Auto-selecting conv2d: the fastest NumPy candidate for each (case, dtype, direction).
+
+    Parameters
+    ----------
+    autotune : bool, optional
+        Time every supported candidate on first use of a case (cached in memory), as
+        ``torch.backends.cudnn.benchmark`` does. Default: ``$CONVBENCH_AUTOTUNE`` is ``1``.
+    crossover : str or Path, optional
+        Bench records (JSON lines) to choose from. Default: :func:`crossover_path`.
+
+    Notes
+    -----
+    Sources, in order: the crossover records (lowest ``t_median_s`` among candidates that
+    support the case), autotuning when enabled, the :func:`cost_model`. :meth:`choice` names the
+    pick (the bench layer records it); :meth:`why` says which source decided.
+    """
+
+    def __init__(self, autotune: bool | None = None, crossover: str | Path | None = None) -> None:
+        self.autotune = os.environ.get("CONVBENCH_AUTOTUNE", "") in ("1", "true", "yes") if autotune is None else autotune
+        self._crossover = Path(crossover) if crossover is not None else None
+        self._table: dict[tuple[str, str, str], dict[str, float]] | None = None
+        self._chosen: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def candidates(self, p: Conv2dParams, dtype: str, direction: str) -> list[str]:
+        """Registered, available candidates that support this case."""
+        from convbench.registry import availability
+
+        out = []
+        for name in CANDIDATES:
+            try:
+                impl = get_impl(name)
+            except ValueError:
+                continue
+            if availability(impl) is None and impl.unsupported(p, dtype, direction) is None:
+                out.append(name)
+        return out
+
+    def unsupported(self, p: Conv2dParams, dtype: str, direction: str) -> str | None:
+        base = super().unsupported(p, dtype, direction)
+        if base is None and not self.candidates(p, dtype, direction):
+            return f"no candidate ({', '.join(CANDIDATES)}) supports this case"
+        return base
+
+    def _records(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        if self._table is None:
+            try:
+                path = self._crossover or crossover_path()
+            except Exception:  # no fingerprint, no file: the other sources remain
+                path = None
+            self._table = _load_records(path) if path is not None else {}
+        return self._table
+
+    def _decide(self, p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str]:
+        key = _key(p, dtype, direction)
+        with self._lock:
+            hit = self._chosen.get(key)
+        if hit is not None:
+            return hit
+        cands = self.candidates(p, dtype, direction)
+        if not cands:
+            raise ValueError(f"fastest: no candidate supports {p.descriptor} {dtype} {direction}")
+        measured = {k: v for k, v in self._records().get(key, {}).items() if k in cands}
+        if measured:
+            res = (min(measured, key=measured.__getitem__), "crossover")
+        elif self.autotune and len(cands) > 1:
+            res = (self._tune(p, dtype, direction, cands), "autotune")
+        else:
+            res = (min(cands, key=lambda c: cost_model(c, p, dtype, direction)), "cost model")
+        with self._lock:
+            self._chosen[key] = res
+        return res
+
+    def _tune(self, p: Conv2dParams, dtype: str, direction: str, cands: list[str], reps: int = 3) -> str:
+        """Time each candidate (one warm-up, best of ``reps``); skip those the model rules out."""
+        est = {c: cost_model(c, p, dtype, direction) for c in cands}
+        best_est = min(est.values())
+        inputs = get_op("conv2d").make_inputs(p, dtype)
+        times: dict[str, float] = {}
+        for c in sorted(cands, key=est.__getitem__):
+            if est[c] > 20 * best_est:  # hopeless on the model's word: not worth seconds of timing
+                continue
+            impl = get_impl(c)
+            args = ((inputs["x"], inputs["w"], inputs.get("b")) if direction == "forward"
+                    else (inputs["dy"], inputs["x"], inputs["w"]))
+            fn = impl.forward if direction == "forward" else impl.backward
+            t0 = time.perf_counter()
+            fn(p, *args)  # warm-up, and a first estimate
+            first = time.perf_counter() - t0
+            if times and first > 3 * min(times.values()):
+                times[c] = first
+                continue
+            # the minimum: a candidate's best run is what it can do; noise only adds time
+            samples = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn(p, *args)
+                samples.append(time.perf_counter() - t0)
+            times[c] = min(samples)
+        return min(times, key=times.__getitem__)
+
+    def choice(self, p: Conv2dParams, dtype: str, direction: str) -> str:
+        """The candidate that runs this case (``shift_gemm``, ``winograd``, ...)."""
+        return self._decide(p, dtype, direction)[0]
+
+    def why(self, p: Conv2dParams, dtype: str, direction: str) -> str:
+        """What decided the choice: ``crossover``, ``autotune`` or ``cost model``."""
+        return self._decide(p, dtype, direction)[1]
+
+    def forward(self, p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        return get_impl(self.choice(p, x.dtype.name, "forward")).forward(p, x, w, b)
+
+    def backward(self, p: Conv2dParams, dy: np.ndarray, x: np.ndarray,
+                 w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return get_impl(self.choice(p, dy.dtype.name, "backward")).backward(p, dy, x, w)
+
+
+def _any_bound(p: Any, direction: str, dtype: str, mag: np.ndarray) -> np.ndarray:
+    """Error model of ``fastest``: the loosest of the families it may run."""
+    from convbench.verify.tolerance import BOUNDS
+
+    return np.maximum.reduce([BOUNDS[a](p, direction, dtype, mag) for a in ("direct", "fft", "winograd")])
+
+
+try:
+    from convbench.verify.tolerance import register_bound
+
+    register_bound("any", _any_bound)
+except ImportError:  # pragma: no cover - the verification layer is optional for running
+    pass

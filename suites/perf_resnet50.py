@@ -1,0 +1,230 @@
+"""NumPy conv2d against torch_cpu on ResNet-50's distinct conv layers, batch 8, float32.
+
+Runs torch_cpu and every NumPy implementation (shift_gemm, im2col, stride_tricks, fft, winograd,
+and ``fastest`` choosing among them from the records this run just made), forward and backward,
+and prints per layer and in geometric mean the time ratio to torch_cpu and the % of this machine's
+measured GEMM peak, with the BLAS library and kernel that ran.
+
+Usage::
+
+    .venv/bin/python suites/perf_resnet50.py [--quick] [--native-blas] [--out FILE.jsonl]
+
+``--native-blas`` re-executes this script with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
+removed from its environment, so OpenBLAS picks the kernel for the CPU it finds (never used by
+tests or CI: it changes nothing outside this process).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convbench.cases import Case, get_suite
+from convbench.ops import get_op
+from convbench.registry import get_impl
+
+__all__ = ["main", "resnet50_cases", "blas_description"]
+
+NUMPY_IMPLS = ("shift_gemm", "im2col", "stride_tricks", "fft", "winograd")
+_FORCED = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_QUICK = ("resnet50.layer1.0.conv2", "resnet50.layer2.1.conv2", "resnet50.layer3.1.conv2",
+          "resnet50.layer1.1.conv1", "resnet50.layer2.0.downsample")
+
+
+def resnet50_cases(batch: int = 8, quick: bool = False) -> list[Case]:
+    """ResNet-50's distinct conv layers (the ``models`` suite, tag ``model:resnet50``) at ``batch``."""
+    cases = [c.with_batch(batch) for c in get_suite("models") if "model:resnet50" in c.tags]
+    if quick:
+        cases = [c for c in cases if c.id in _QUICK]
+    return cases
+
+
+def blas_description() -> str:
+    """The BLAS libraries loaded, with the kernel each runs (threadpoolctl) and the forcing variables."""
+    from threadpoolctl import threadpool_info
+
+    import scipy.linalg  # noqa: F401  - load scipy's BLAS too, so it is listed
+
+    parts = []
+    for i in threadpool_info():
+        if i.get("user_api") != "blas":
+            continue
+        parts.append(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+                     f"threads={i.get('num_threads')} ({Path(i.get('filepath', '')).name})")
+    env = ", ".join(f"{k}={os.environ[k]}" for k in _FORCED if k in os.environ) or "none"
+    return "; ".join(parts) + f" | forcing variables: {env}"
+
+
+def _peak_gflops() -> float:
+    try:
+        from convbench.measure.machine import peaks
+
+        return float(peaks()["peak_gflops"]["float32"])
+    except Exception:  # no measure layer: a large float32 GEMM, best of a few
+        a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+        a @ a
+        best = min(_once(lambda: a @ a) for _ in range(5))
+        return 2 * 1024**3 / best / 1e9
+
+
+def _once(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _time(fn: Any, budget: float) -> float:
+    """Median seconds per call, after a warm-up (convbench's timer when present)."""
+    try:
+        from convbench.measure.timer import time_call
+
+        return time_call(fn, budget_s=budget, min_samples=3, min_time_s=0.0).median
+    except ImportError:
+        fn()  # warm-up: thread pools, page faults, first-call caches
+        return float(np.median([_once(fn) for _ in range(3)]))
+
+
+def _call(impl: Any, case: Case, direction: str, inputs: dict[str, np.ndarray]) -> Any:
+    p = case.params
+    if direction == "forward":
+        args = impl.prepare(inputs["x"], inputs["w"], inputs.get("b"))
+        return lambda: impl.forward(p, *args)
+    args = impl.prepare(inputs["dy"], inputs["x"], inputs["w"])
+    return lambda: impl.backward(p, *args)
+
+
+def _record(impl: str, case: Case, direction: str, t: float | None, status: str, reason: str = "") -> dict[str, Any]:
+    return {"impl": impl, "case": case.id, "descriptor": case.descriptor, "op": "conv2d",
+            "params": case.as_dict()["params"], "direction": direction, "dtype": case.dtype,
+            "status": status, "reason": reason, "t_median_s": t,
+            "gflops": case.params.flops(direction) / t / 1e9 if t else None}
+
+
+def _geomean(xs: list[float]) -> float:
+    xs = [x for x in xs if x and math.isfinite(x)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else math.nan
+
+
+def run(cases: list[Case], impls: list[str], directions: list[str], budget: float, slow_factor: float,
+        out: Path | None) -> list[dict[str, Any]]:
+    """Time every implementation on every case; then ``fastest`` choosing from these very records."""
+    from impls.fastest import FastestConv2d
+
+    op = get_op("conv2d")
+    records: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkstemp(prefix="crossover-", suffix=".jsonl")[1])
+    for case in cases:
+        inputs = op.make_inputs(case.params, case.dtype)
+        for d in directions:
+            t_ref = None
+            for name in ("torch_cpu", *impls):
+                impl = get_impl(name)
+                why = impl.unsupported(case.params, case.dtype, d)
+                if why:
+                    records.append(_record(name, case, d, None, "skipped", why))
+                    continue
+                fn = _call(impl, case, d, inputs)
+                first = _once(fn)
+                if t_ref and first > slow_factor * t_ref:  # hopeless: one call is its figure
+                    records.append(_record(name, case, d, first, "ok", "single call (slow)"))
+                else:
+                    records.append(_record(name, case, d, _time(fn, budget), "ok"))
+                if name == "torch_cpu":
+                    t_ref = records[-1]["t_median_s"]
+                print(f"  {case.id:30s} {d:8s} {name:14s} {records[-1]['t_median_s'] or 0:8.4f} s", file=sys.stderr)
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    fastest = FastestConv2d(crossover=tmp)
+    for case in cases:
+        inputs = op.make_inputs(case.params, case.dtype)
+        for d in directions:
+            r = _record("fastest", case, d, _time(_call(fastest, case, d, inputs), budget), "ok")
+            r["choice"] = fastest.choice(case.params, case.dtype, d)
+            records.append(r)
+    tmp.unlink()
+    if out is not None:
+        with open(out, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    return records
+
+
+def report(records: list[dict[str, Any]], cases: list[Case], impls: list[str], directions: list[str],
+           peak: float) -> str:
+    """Per layer and geometric-mean table: ratio to torch_cpu (lower is better) and % of GEMM peak."""
+    names = [*impls, "fastest"]
+    by = {(r["impl"], r["case"], r["direction"]): r for r in records}
+    lines = []
+    for d in directions:
+        lines.append(f"\n{d}: time / torch_cpu time (% of {peak:.1f} GFLOP/s GEMM peak)")
+        head = f"{'layer':30s} {'torch ms':>9s} {'torch%':>6s} " + " ".join(f"{n:>16s}" for n in names) + "  choice"
+        lines.append(head)
+        ratios: dict[str, list[float]] = {n: [] for n in names}
+        pcts: dict[str, list[float]] = {n: [] for n in ["torch_cpu", *names]}
+        for case in cases:
+            ref = by.get(("torch_cpu", case.id, d))
+            tr = ref["t_median_s"] if ref else None
+            pct = {n: (100 * r["gflops"] / peak if (r := by.get((n, case.id, d))) and r["gflops"] else None)
+                   for n in ["torch_cpu", *names]}
+            cells = []
+            for n in names:
+                r = by.get((n, case.id, d))
+                if not r or r["status"] != "ok" or not tr:
+                    cells.append(f"{'-':>16s}")
+                    continue
+                ratio = r["t_median_s"] / tr
+                ratios[n].append(ratio)
+                pcts[n].append(pct[n])
+                cells.append(f"{ratio:7.2f} ({pct[n]:5.1f}%)")
+            pcts["torch_cpu"].append(pct["torch_cpu"])
+            choice = (by.get(("fastest", case.id, d)) or {}).get("choice", "")
+            lines.append(f"{case.id:30s} {1e3 * tr:9.2f} {pct['torch_cpu'] or 0:5.1f}% " + " ".join(cells) + f"  {choice}")
+        lines.append(f"{'geometric mean':30s} {'':9s} {_geomean(pcts['torch_cpu']):5.1f}% "
+                     + " ".join(f"{_geomean(ratios[n]):7.2f} ({_geomean(pcts[n]):5.1f}%)" for n in names))
+        best = [min((by[(n, c.id, d)]["t_median_s"] for n in impls
+                     if (n, c.id, d) in by and by[(n, c.id, d)]["status"] == "ok"), default=math.nan) for c in cases]
+        fast = [by[("fastest", c.id, d)]["t_median_s"] for c in cases if ("fastest", c.id, d) in by]
+        worst = max((f / b for f, b in zip(fast, best) if b == b), default=math.nan)
+        lines.append(f"fastest vs best single NumPy impl per layer: worst {worst:.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="five layers, short timing budget (smoke test)")
+    ap.add_argument("--native-blas", action="store_true",
+                    help="re-run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (this process only)")
+    ap.add_argument("--impl", action="append", choices=NUMPY_IMPLS, help="NumPy implementations (default: all)")
+    ap.add_argument("--direction", action="append", choices=("forward", "backward"))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--budget", type=float, default=None, help="timing budget per call, seconds")
+    ap.add_argument("--out", type=Path, help="append the records (JSON lines) to this file")
+    args = ap.parse_args(argv)
+    if args.native_blas and any(k in os.environ for k in _FORCED):
+        env = {k: v for k, v in os.environ.items() if k not in _FORCED}
+        argv2 = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--native-blas"]
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv2], env)
+    impls = args.impl or list(NUMPY_IMPLS)
+    directions = args.direction or ["forward", "backward"]
+    cases = resnet50_cases(args.batch, args.quick)
+    budget = args.budget or (0.3 if args.quick else 2.0)
+    print(f"BLAS: {blas_description()}")
+    import torch
+
+    print(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+          f"{'mkldnn' if torch.backends.mkldnn.is_available() else 'no mkldnn'}")
+    peak = _peak_gflops()
+    print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s; {len(cases)} layers, batch {args.batch}, float32")
+    records = run(cases, impls, directions, budget, slow_factor=8.0 if args.quick else 20.0, out=args.out)
+    print(report(records, cases, impls, directions, peak))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""shift_gemm, fft, winograd and fastest against torch float64, bit-exactness, error growth, choice."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convbench.cases import get_suite
+from convbench.ops import get_op
+from convbench.ops.conv2d import Conv2dParams
+from convbench.registry import get_impl
+from impls import _fast_common
+from impls.fastest import CANDIDATES, FastestConv2d, cost_model
+from impls.fft import fft_size
+from impls.winograd import GROWTH
+
+OP = get_op("conv2d")
+EDGE = get_suite("edge")
+NEW = ("shift_gemm", "fft", "winograd", "fastest")
+
+
+def _torch(p: Conv2dParams, x, w, b, dy):
+    xt, wt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w))
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
+    pt, pb, pl, pr = p.pads
+    y = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, bt, stride=p.stride, dilation=p.dilation, groups=p.groups)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy()
+
+
+def _run(impl, p, inp):
+    y = impl.forward(p, inp["x"], inp["w"], inp.get("b"))
+    return (y, *impl.backward(p, inp["dy"], inp["x"], inp["w"]))
+
+
+def fft_bound(p: Conv2dParams, dtype: str, direction: str, a: np.ndarray, b: np.ndarray) -> float:
+    """docs/fast-algorithms.md: max|err| <= u*(4*log2(L) + K) * max_out sum_k ||a_k||_2 ||b_k||_1."""
+    u = np.finfo(dtype).eps / 2
+    fh, fw = fft_size(p)
+    k = p.accumulation_length(direction)
+    return float(u * (4 * math.log2(fh * fw) + k) * a * b)
+
+
+def _fft_norm_terms(p, inp, direction):
+    """max over outputs of sum_k ||a_k||_2 * ||b_k||_1 (the FFT bound's magnitude factor)."""
+    x, w, dy = (np.asarray(inp[k], np.float64) for k in ("x", "w", "dy"))
+    G = p.groups
+    x2 = np.sqrt((x ** 2).sum(axis=(2, 3)))                  # (N, C)
+    w1 = np.abs(w).sum(axis=(2, 3))                           # (O, C/g)
+    dy2 = np.sqrt((dy ** 2).sum(axis=(2, 3)))
+    dy1 = np.abs(dy).sum(axis=(2, 3))
+    cg, og = p.c // G, p.o // G
+    best = 0.0
+    for g in range(G):
+        xs, ws = x2[:, g * cg:(g + 1) * cg], w1[g * og:(g + 1) * og]
+        if direction == "forward":
+            best = max(best, float((xs @ ws.T).max()))
+        elif direction == "grad_input":
+            best = max(best, float((dy2[:, g * og:(g + 1) * og] @ ws).max()))
+        else:
+            best = max(best, float((dy1[:, g * og:(g + 1) * og].T @ xs).max()))
+    return best
+
+
+def winograd_bound(p: Conv2dParams, dtype: str, direction: str, inp) -> float:
+    """docs/fast-algorithms.md: |err| <= u*(K+8)*GROWTH*K*max|a|*max|b| (grad_weight: direct)."""
+    u = np.finfo(dtype).eps / 2
+    k = p.accumulation_length(direction)
+    a = np.abs(inp["x" if direction == "forward" else "dy"]).max()
+    return float(u * (k + 8) * GROWTH * k * a * np.abs(inp["w"]).max())
+
+
+@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
+def test_against_torch_float64(name, case):
+    impl, p = get_impl(name), case.params
+    if impl.unsupported(p, "float64", "forward"):
+        pytest.skip(impl.unsupported(p, "float64", "forward"))
+    inp = OP.make_inputs(p, "float64", seed=1)
+    got = _run(impl, p, inp)
+    want = _torch(p, inp["x"], inp["w"], inp.get("b"), inp["dy"])
+    for label, g, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, want):
+        if r is None:
+            assert g is None
+            continue
+        assert g.shape == r.shape and g.dtype == np.float64, label
+        err = float(np.abs(g - r).max())
+        assert err <= 1e-10 * max(float(np.abs(r).max()), 1.0), f"{name} {case.id} {label}: {err:.3g}"
+
+
+@pytest.mark.parametrize("name", ("fft", "winograd"))
+@pytest.mark.parametrize("dtype", ("float32", "float64"))
+@pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
+def test_within_documented_bound(name, dtype, case):
+    impl, p = get_impl(name), case.params
+    if impl.unsupported(p, dtype, "forward"):
+        pytest.skip("unsupported")
+    inp = OP.make_inputs(p, dtype, seed=2)
+    ref = (OP.reference_forward(p, inp["x"], inp["w"], inp.get("b")),
+           *OP.reference_backward(p, inp["dy"], inp["x"], inp["w"]))
+    got = _run(impl, p, inp)
+    for direction, g, r in zip(("forward", "grad_input", "grad_weight"), got, ref):
+        assert g.dtype == np.dtype(dtype)
+        err = float(np.abs(g.astype(np.float64) - r).max())
+        if name == "fft":
+            bnd = fft_bound(p, dtype, direction, _fft_norm_terms(p, inp, direction), 1.0)
+        elif direction == "grad_weight":  # direct GEMM: the ordinary gamma_K bound
+            bnd = float(2 * np.finfo(dtype).eps / 2 * p.accumulation_length(direction)
+                        * np.abs(OP.reference_backward(p, *(np.abs(inp[k]) for k in ("dy", "x", "w")))[1]).max())
+        else:
+            bnd = winograd_bound(p, dtype, direction, inp)
+        assert err <= bnd, f"{name} {case.id} {direction} {dtype}: err {err:.3g} > bound {bnd:.3g}"
+
+
+def test_bound_catches_a_planted_error():
+    """A wrong tap (the kind of bug the bound must catch) lands far above both bounds."""
+    p = Conv2dParams(n=2, c=8, h=12, w=12, o=4, kh=3, kw=3, padding=1)
+    inp = OP.make_inputs(p, "float32", seed=3)
+    y = get_impl("winograd").forward(p, inp["x"], inp["w"], inp["b"])
+    bad_w = inp["w"].copy()
+    bad_w[0, 0, 0, 0] += 0.5  # one tap of one channel pair off by half a unit
+    y_bad = get_impl("winograd").forward(p, inp["x"], bad_w, inp["b"])
+    ref = OP.reference_forward(p, inp["x"], inp["w"], inp["b"])
+    assert np.abs(y - ref).max() <= winograd_bound(p, "float32", "forward", inp)
+    assert np.abs(y_bad - ref).max() > winograd_bound(p, "float32", "forward", inp)
+    assert np.abs(y_bad - ref).max() > fft_bound(p, "float32", "forward", _fft_norm_terms(p, inp, "forward"), 1.0)
+
+
+@pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
+def test_shift_gemm_bit_exact_float32(case):
+    impl, p = get_impl("shift_gemm"), case.params
+    inp = OP.make_inputs(p, "float32", fill="exact", seed=4)
+    got = _run(impl, p, inp)
+    ref = (OP.reference_forward(p, inp["x"], inp["w"], inp.get("b")),
+           *OP.reference_backward(p, inp["dy"], inp["x"], inp["w"]))
+    for g, r in zip(got, ref):
+        if r is not None:
+            assert g.dtype == np.float32 and np.array_equal(g.astype(np.float64), r)
+
+
+def test_shift_gemm_accumulates_in_place():
+    """The beta=1 GEMM must write the caller's array (a copy would silently drop the sum)."""
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((40, 6)).astype(np.float32)
+    a, b = big[3:23], rng.standard_normal((6, 5)).astype(np.float32)
+    c = rng.standard_normal((20, 5)).astype(np.float32)
+    want = c.astype(np.float64) + a.astype(np.float64) @ b
+    _fast_common.gemm(a, b, c, accumulate=True)
+    assert np.allclose(c, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("desc", ["n1c2h9w9o2k5", "n1c2h9w9o2k3s2", "n1c2h9w9o2k3d2", "n1c2h9w9o2kh3kw2"])
+def test_winograd_unsupported(desc):
+    from convbench.cases import parse_descriptor
+
+    p = parse_descriptor(desc).params
+    assert get_impl("winograd").unsupported(p, "float32", "forward")
+
+
+def test_error_growth_table(capsys):
+    """Error vs float64 against channels and size, next to shift_gemm (printed; -s shows it)."""
+    rows = []
+    for c in (4, 32, 128):
+        for hw in (8, 32):
+            p = Conv2dParams(n=2, c=c, h=hw, w=hw, o=8, kh=3, kw=3, padding=1, bias=False)
+            inp = OP.make_inputs(p, "float32", seed=5)
+            ref = OP.reference_forward(p, inp["x"], inp["w"])
+            scale = float(np.abs(ref).max())
+            errs = [float(np.abs(get_impl(n).forward(p, inp["x"], inp["w"], None) - ref).max()) / scale
+                    for n in ("shift_gemm", "winograd", "fft")]
+            rows.append((c, hw, *errs))
+    with capsys.disabled():
+        print("\nfloat32 forward max rel err:  C   HW   shift_gemm   winograd        fft")
+        for r in rows:
+            print(f"                              {r[0]:3d} {r[1]:4d} " + " ".join(f"{e:10.2e}" for e in r[2:]))
+    for r in rows:
+        assert r[2] < 1e-5 and r[3] < 1e-4 and r[4] < 1e-4
+
+
+def test_fastest_cost_model_without_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVBENCH_AUTOTUNE", raising=False)
+    f = FastestConv2d(crossover=tmp_path / "none.jsonl")
+    p = Conv2dParams(n=8, c=64, h=56, w=56, o=64, kh=3, kw=3, padding=1)
+    name = f.choice(p, "float32", "forward")
+    assert name in CANDIDATES and f.why(p, "float32", "forward") == "cost model"
+    assert name == min(f.candidates(p, "float32", "forward"), key=lambda c: cost_model(c, p, "float32", "forward"))
+    big = Conv2dParams(n=1, c=3, h=64, w=64, o=4, kh=15, kw=15, padding=7)
+    assert f.choice(big, "float32", "forward") == "fft"  # the model knows FFT wins for large kernels
+
+
+@pytest.mark.parametrize("winner", ["im2col", "shift_gemm", "fft"])
+def test_fastest_follows_crossover_records(tmp_path, winner):
+    p = Conv2dParams(n=2, c=4, h=10, w=10, o=4, kh=3, kw=3, padding=1)
+    path = tmp_path / "crossover.jsonl"
+    recs = []
+    for name in CANDIDATES:
+        t = 0.001 if name == winner else 0.01
+        recs.append({"impl": name, "op": "conv2d", "params": {k: list(v) if isinstance(v, tuple) else v
+                                                               for k, v in p.asdict().items()},
+                     "direction": "backward", "dtype": "float32", "status": "ok", "t_median_s": t})
+    recs.append({"impl": "winograd", "params": {"bad": 1}, "status": "ok"})  # damaged line: ignored
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\nnot json\n")
+    f = FastestConv2d(crossover=path, autotune=False)
+    assert f.choice(p, "float32", "backward") == winner and f.why(p, "float32", "backward") == "crossover"
+    assert f.why(p, "float32", "forward") == "cost model"  # no forward records
+    inp = OP.make_inputs(p, "float32")
+    dx, dw, db = f.backward(p, inp["dy"], inp["x"], inp["w"])
+    ref = OP.reference_backward(p, inp["dy"], inp["x"], inp["w"])
+    assert np.allclose(dx, ref[0], atol=1e-4) and np.allclose(dw, ref[1], atol=1e-3)
+
+
+def test_fastest_autotune_picks_a_measured_candidate():
+    f = FastestConv2d(crossover="/nonexistent/crossover.jsonl", autotune=True)
+    p = Conv2dParams(n=1, c=4, h=12, w=12, o=4, kh=3, kw=3, padding=1)
+    assert f.choice(p, "float32", "forward") in f.candidates(p, "float32", "forward")
+    assert f.why(p, "float32", "forward") == "autotune"
+
+
+def test_fastest_choice_is_recorded_by_the_bench_layer():
+    from convbench.cases import parse_descriptor
+    from convbench.measure import bench
+
+    case = parse_descriptor("n1c2h6w6o2k3p1")
+    impl = get_impl("fastest")
+    runner = type("R", (), {"run_id": "t", "machine": {}, "threads": None})()
+    rec = bench._base(runner, impl, case, "forward")
+    assert rec["choice"] == impl.choice(case.params, "float32", "forward")
