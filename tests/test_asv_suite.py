@@ -1,0 +1,160 @@
+"""The asv suite in-process (params, setup, skips, each benchmark once) and its results reader."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convbench import registry
+from convbench.registry import Implementation, ImplInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "suites"))
+
+from asv_bench import _common as common  # noqa: E402
+from asv_bench import conv2d as bench  # noqa: E402
+from asv_runner.benchmarks.mark import SkipNotImplemented  # noqa: E402
+from reports.external import read_asv_results  # noqa: E402
+
+SMALL = common.case_label(common.get_case("lenet5.c3"))
+GROUPED = common.case_label(common.get_case("alexnet.conv2"))
+
+
+def test_params_are_every_registered_impl_by_the_asv_subset():
+    impls, cases = bench.Conv2dForward.params
+    assert impls == [i.info.name for i in registry.registered("conv2d")]
+    assert {"naive", "im2col", "stride_tricks", "torch_cpu", "torch_cuda"} <= set(impls)
+    assert [c.split()[0] for c in cases] == list(common.BENCH_CASES)
+    assert bench.Conv2dBackward.params == bench.Conv2dForward.params
+    for label in cases:  # the descriptor in the label rebuilds the very call
+        c = common.case_from_label(label)
+        assert c.params == common.get_case(c.id).params
+
+
+def test_forward_benchmarks_run_once_and_report_sane_values():
+    b = bench.Conv2dForward()
+    b.setup("im2col", SMALL)
+    b.time_forward("im2col", SMALL)
+    b.peakmem_forward("im2col", SMALL)
+    assert b.track_gflops("im2col", SMALL) > 0
+    assert 0 <= b.track_err_ratio("im2col", SMALL) < 1
+    bb = bench.Conv2dBackward()
+    bb.setup("im2col", SMALL)
+    bb.time_backward("im2col", SMALL)
+
+
+def test_naive_runs_small_cases_only():
+    bench.Conv2dForward().setup("naive", SMALL)
+    with pytest.raises(SkipNotImplemented, match="naive runs only cases of at most"):
+        bench.Conv2dForward().setup("naive", GROUPED)
+
+
+def test_unavailable_impl_is_skipped_with_its_reason():
+    if registry.availability(registry.get_impl("torch_cuda")) is None:
+        pytest.skip("CUDA is available here")
+    with pytest.raises(SkipNotImplemented, match="CUDA not available"):
+        bench.Conv2dBackward().setup("torch_cuda", SMALL)
+
+
+class _Ref(Implementation):
+    """The float64 reference cast back, or with a planted error of ``bug`` in every output."""
+
+    def __init__(self, bug: float = 0.0) -> None:
+        self.bug = bug
+
+    def forward(self, p, x, w, b):
+        from convbench.ops import get_op
+
+        return (get_op("conv2d").reference_forward(p, x, w, b) + self.bug).astype(x.dtype)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def add(name: str, impl: Implementation, **info) -> str:
+        impl.info = ImplInfo(op="conv2d", name=name, **info)
+        monkeypatch.setitem(registry._REGISTRY, ("conv2d", name), impl)
+        return name
+    return add
+
+
+def test_unsupported_case_and_direction_skip(fake):
+    name = fake("fake_nogroups", _Ref(), features=frozenset({"padding", "bias"}), directions=frozenset({"forward"}))
+    with pytest.raises(SkipNotImplemented, match="does not support groups"):
+        bench.Conv2dForward().setup(name, GROUPED)
+    with pytest.raises(SkipNotImplemented, match="has no backward"):
+        bench.Conv2dBackward().setup(name, SMALL)
+
+
+def test_err_ratio_tracks_a_planted_error(fake):
+    good, bad = fake("fake_ref", _Ref()), fake("fake_off", _Ref(bug=1e-2))
+    assert common.err_ratio(good, common.get_case("lenet5.c3")) < 1
+    assert common.err_ratio(bad, common.get_case("lenet5.c3")) > 1
+
+
+def _conf() -> dict:
+    text = (ROOT / "asv.conf.json").read_text()
+    return json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))
+
+
+def test_asv_conf():
+    conf = _conf()
+    assert conf["environment_type"] == "virtualenv" and conf["repo"] == "." and conf["branches"] == ["main"]
+    assert (ROOT / conf["benchmark_dir"] / "conv2d.py").is_file()
+    for key in ("results_dir", "html_dir", "env_dir"):
+        assert conf[key].startswith(".asv/")
+    assert ".asv/" in (ROOT / ".gitignore").read_text().split()
+    assert any("-c {build_dir}/constraints.txt" in c for c in conf["install_command"])
+    assert "+cpu" in (ROOT / "constraints.txt").read_text()
+
+
+def _write_results(tmp_path: Path) -> Path:
+    """A results directory in asv 0.6's format: 2 impls x 1 case, one skipped and one failed."""
+    label = "'lenet5.c3 n1c6h14w14o16k5s1p0'"
+    params = [["'im2col'", "'naive'"], [label]]
+    cols = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
+            "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
+
+    def res(values, q25=None, q75=None, samples=None):
+        return [values, params, "v", 0, 1.0, None, None, q25, q75, [1, 1], [3, 3], samples]
+
+    m = tmp_path / "results" / "box"
+    m.mkdir(parents=True)
+    (m / "machine.json").write_text(json.dumps({"machine": "box", "cpu": "Fake CPU", "num_cpu": "2", "version": 1}))
+    (m / "abcdef12-virtualenv-py3.11.json").write_text(json.dumps({
+        "commit_hash": "abcdef1234567890", "env_name": "virtualenv-py3.11", "date": 1700000000000,
+        "params": {"machine": "box", "python": "3.11"}, "result_columns": cols, "version": 2,
+        "results": {
+            "conv2d.Conv2dForward.time_forward": res([0.002, float("nan")], [0.0019, None], [0.0022, None],
+                                                     [[0.002, 0.0018, 0.0025], None]),
+            "conv2d.Conv2dBackward.time_backward": res([0.004, None]),
+            "conv2d.Conv2dForward.peakmem_forward": res([123456789, float("nan")]),
+            "conv2d.Conv2dForward.track_err_ratio": res([0.01, float("nan")]),
+            "conv2d.Conv2dForward.track_gflops": res([0.2, float("nan")]),
+        }}))
+    (tmp_path / "results" / "benchmarks.json").write_text("{}")
+    return tmp_path / "results"
+
+
+def test_read_asv_results(tmp_path):
+    rows = {(r["impl"], r["direction"]): r for r in read_asv_results(_write_results(tmp_path))}
+    assert set(rows) == {("im2col", "forward"), ("im2col", "backward"), ("naive", "forward"), ("naive", "backward")}
+    f = rows["im2col", "forward"]
+    p = common.get_case("lenet5.c3").params
+    assert f["status"] == "ok" and f["case"] == "lenet5.c3" and f["machine"] == "box"
+    assert f["t_median_s"] == 0.002 and f["t_min_s"] == 0.0018 and f["t_iqr_s"] == pytest.approx(0.0003)
+    assert f["flops"] == p.flops("forward") and f["gflops"] == pytest.approx(p.flops("forward") / 0.002 / 1e9)
+    assert f["peak_mem_bytes"] == 123456789 and f["err_ratio"] == 0.01 and f["commit"] == "abcdef1234567890"
+    assert f["bytes_min"] == p.bytes_min("forward", 4) and f["backend"] == "numpy" and f["source"] == "asv"
+    assert rows["im2col", "backward"]["gflops"] == pytest.approx(p.flops("backward") / 0.004 / 1e9)
+    assert rows["naive", "forward"]["status"] == "skipped" and rows["naive", "forward"]["gflops"] is None
+    assert rows["naive", "backward"]["status"] == "error"
+
+
+def test_read_asv_results_rejects_an_empty_directory(tmp_path):
+    with pytest.raises(ValueError, match="directory=.*holds no asv results"):
+        read_asv_results(tmp_path)
