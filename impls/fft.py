@@ -95,6 +95,13 @@ class FftConv2d(Implementation):
     cropped to the (dilated) kernel's support.
     """
 
+    def unsupported(self, p: Conv2dParams, dtype: str, direction: str) -> str | None:
+        # a 1x1 kernel is a plain GEMM: transforming whole images to multiply by a constant per
+        # channel only adds work (and, strided, a factor sh*sw of it)
+        if p.kh == p.kw == 1:
+            return "fft does not take 1x1 kernels (a GEMM with nothing to gain from transforms)"
+        return super().unsupported(p, dtype, direction)
+
     def forward(self, p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         fh, fw = fft_size(p)
         xf = _fft.rfft2(pad(p, x), s=(fh, fw), **_WORKERS)
