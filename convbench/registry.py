@@ -365,6 +365,9 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
             raise ParamError(f"impl spec {spec!r} names a file but no object: use {spec}:OBJECT")
         return get_impl(spec, op or "conv2d")
     target, _, attr = spec.rpartition(":")
+    # shipped families first: a file that imports one (impls.stride_tricks) must not claim its
+    # registrations as its own below
+    discover()
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target)
         if not path.is_file():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
 
 
@@ -29,3 +30,10 @@ def crop(p: Conv2dParams, xp: np.ndarray) -> np.ndarray:
     """The unpadded interior of a padded-input-shaped array (a view)."""
     pt, _, pl, _ = p.pads
     return xp[:, :, pt:pt + p.h, pl:pl + p.w]
+
+
+def as_conv2d(p: Conv1dParams) -> Conv2dParams:
+    """The conv2d of height 1 that computes conv1d ``p`` on ``x[:, :, None, :]``."""
+    padding = p.padding if isinstance(p.padding, str) else (0, p.padding)
+    return Conv2dParams(n=p.n, c=p.c, h=1, w=p.l, o=p.o, kh=1, kw=p.k, stride=(1, p.stride), padding=padding,
+                        dilation=(1, p.dilation), groups=p.groups, bias=p.bias)

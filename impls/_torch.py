@@ -1,4 +1,4 @@
-"""The PyTorch conv2d families' shared code: one class, parametrised by device.
+"""The PyTorch families' shared code: one class per operator, parametrised by device.
 
 torch is imported lazily, inside methods, so that importing a family (``convbench list``) stays
 fast and never fails where torch is missing.
@@ -9,10 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from convbench.ops.avg_pool2d import AvgPool2dParams
+from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
+from convbench.ops.max_pool2d import MaxPool2dParams
 from convbench.registry import Implementation
 
-__all__ = ["TorchConv2d", "torch_availability"]
+__all__ = ["TorchConv2d", "TorchConv1d", "TorchMaxPool2d", "TorchAvgPool2d", "torch_availability"]
 
 
 def torch_availability(device: str) -> str | None:
@@ -101,3 +104,94 @@ class TorchConv2d(Implementation):
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return a.detach().cpu().numpy()
+
+
+class _TorchOn(Implementation):
+    """Device plumbing of the other operators' torch classes (as :class:`TorchConv2d` does it)."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    availability = TorchConv2d.availability
+    prepare = TorchConv2d.prepare
+    sync = TorchConv2d.sync
+    to_numpy = TorchConv2d.to_numpy
+
+
+class TorchConv1d(_TorchOn):
+    """``F.conv1d`` forward, one ``aten.convolution_backward`` call backward; asymmetric ``'same'``
+    padding applied with ``F.pad`` first and cropped off ``grad_input`` after."""
+
+    def forward(self, p: Conv1dParams, x: Any, w: Any, b: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        left, right = p.pads
+        with torch.no_grad():
+            if left != right:
+                x, left = F.pad(x, (left, right)), 0
+            return F.conv1d(x, w, b, stride=p.stride, padding=left, dilation=p.dilation, groups=p.groups)
+
+    def backward(self, p: Conv1dParams, dy: Any, x: Any, w: Any) -> tuple[Any, Any, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        left, right = p.pads
+        pad = left
+        with torch.no_grad():
+            if left != right:
+                x, pad = F.pad(x, (left, right)), 0
+            dx, dw, db = torch.ops.aten.convolution_backward(
+                dy, x, w, [p.o] if p.bias else None, [p.stride], [pad], [p.dilation],
+                False, [0], p.groups, [True, True, p.bias])
+            if left != right:
+                dx = dx[:, :, left:left + p.l]
+        return dx, dw, (db if p.bias else None)
+
+
+class TorchMaxPool2d(_TorchOn):
+    """``aten.max_pool2d_with_indices`` and its backward (the indices are recomputed in backward,
+    which is stateless). A window holding no input element is refused for backward: PyTorch
+    scatters its gradient through an out-of-range index there."""
+
+    def unsupported(self, p: MaxPool2dParams, dtype: str, direction: str) -> str | None:  # type: ignore[override]
+        if direction == "backward" and p.window_misses_input():
+            return ("a window holds no input element; PyTorch's max_pool2d backward writes through an "
+                    "out-of-range index there")
+        return super().unsupported(p, dtype, direction)
+
+    @staticmethod
+    def _args(p: MaxPool2dParams) -> tuple[list[int], list[int], list[int], list[int], bool]:
+        return [p.kh, p.kw], list(p.stride), list(p.padding), list(p.dilation), p.ceil_mode
+
+    def forward(self, p: MaxPool2dParams, x: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return torch.ops.aten.max_pool2d_with_indices(x, *self._args(p))[0]
+
+    def backward(self, p: MaxPool2dParams, dy: Any, x: Any) -> tuple[Any]:
+        import torch
+
+        with torch.no_grad():
+            _, idx = torch.ops.aten.max_pool2d_with_indices(x, *self._args(p))
+            return (torch.ops.aten.max_pool2d_with_indices_backward(dy, x, *self._args(p), idx),)
+
+
+class TorchAvgPool2d(_TorchOn):
+    """``F.avg_pool2d`` forward, ``aten.avg_pool2d_backward`` backward."""
+
+    def forward(self, p: AvgPool2dParams, x: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            return F.avg_pool2d(x, (p.kh, p.kw), p.stride, p.padding, p.ceil_mode, p.count_include_pad,
+                                p.divisor_override)
+
+    def backward(self, p: AvgPool2dParams, dy: Any, x: Any) -> tuple[Any]:
+        import torch
+
+        with torch.no_grad():
+            return (torch.ops.aten.avg_pool2d_backward(dy, x, [p.kh, p.kw], list(p.stride), list(p.padding),
+                                                        p.ceil_mode, p.count_include_pad, p.divisor_override),)

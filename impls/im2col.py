@@ -1,13 +1,14 @@
-"""conv2d as a patch matrix and one GEMM: im2col forward, col2im backward."""
+"""conv2d (and conv1d, as height 1) as a patch matrix and one GEMM: im2col forward, col2im backward."""
 from __future__ import annotations
 
 import numpy as np
 
+from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, register
-from impls._numpy import crop, pad, padded_shape, tap
+from impls._numpy import as_conv2d, crop, pad, padded_shape, tap
 
-__all__ = ["Im2colConv2d", "im2col", "col2im", "patch_matrix_bytes"]
+__all__ = ["Im2colConv2d", "Im2colConv1d", "im2col", "col2im", "patch_matrix_bytes"]
 
 
 def patch_matrix_bytes(p: Conv2dParams, itemsize: int) -> int:
@@ -95,3 +96,22 @@ class Im2colConv2d(Implementation):
         dx = col2im(p, dcols)
         db = dy.sum(axis=(0, 2, 3)) if p.bias else None
         return dx, dw.reshape(w.shape), db
+
+
+@register(op="conv1d", name="im2col", backend="numpy", device="cpu",
+          description="conv2d's im2col on a height-1 view: patch matrix + one batched GEMM; col2im backward")
+class Im2colConv1d(Implementation):
+    """conv1d as conv2d of height 1, through :class:`Im2colConv2d` (patch matrix ``N*OL*C*k``)."""
+
+    _conv2d = Im2colConv2d()
+
+    def workspace_bytes(self, p: Conv1dParams, dtype: str, direction: str) -> int:
+        return self._conv2d.workspace_bytes(as_conv2d(p), dtype, direction)
+
+    def forward(self, p: Conv1dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        return self._conv2d.forward(as_conv2d(p), x[:, :, None, :], w[:, :, None, :], b)[:, :, 0, :]
+
+    def backward(self, p: Conv1dParams, dy: np.ndarray, x: np.ndarray,
+                 w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        dx, dw, db = self._conv2d.backward(as_conv2d(p), dy[:, :, None, :], x[:, :, None, :], w[:, :, None, :])
+        return np.ascontiguousarray(dx[:, :, 0, :]), np.ascontiguousarray(dw[:, :, 0, :]), db

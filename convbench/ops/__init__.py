@@ -3,15 +3,19 @@ from __future__ import annotations
 
 from convbench._errors import ParamError
 from convbench.ops._base import DIRECTIONS, Op, OpParams
+from convbench.ops.avg_pool2d import AvgPool2dParams
+from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
+from convbench.ops.max_pool2d import MaxPool2dParams
 
-__all__ = ["DIRECTIONS", "Op", "OpParams", "Conv2dParams", "get_op", "op_names"]
+__all__ = ["DIRECTIONS", "Op", "OpParams", "Conv2dParams", "Conv1dParams", "MaxPool2dParams",
+           "AvgPool2dParams", "get_op", "op_names"]
 
 
 def _ops() -> dict[str, Op]:
-    from convbench.ops import conv2d
+    from convbench.ops import avg_pool2d, conv1d, conv2d, max_pool2d
 
-    return {"conv2d": conv2d.OP}
+    return {"conv2d": conv2d.OP, "conv1d": conv1d.OP, "max_pool2d": max_pool2d.OP, "avg_pool2d": avg_pool2d.OP}
 
 
 def op_names() -> list[str]:

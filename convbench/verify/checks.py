@@ -262,7 +262,7 @@ def check_deterministic(impl: Any, case: Case, directions: list[str]) -> list[di
 
 
 def _nan_mask(case: Case, inputs: dict[str, np.ndarray], name: str, pos: tuple[int, ...], direction: str) -> dict[str, np.ndarray]:
-    """Where a NaN at ``inputs[name][pos]`` must reach: the reference on a 0/1 indicator and |others|+1."""
+    """Where a NaN at ``inputs[name][pos]`` must reach: the reference on a 0/1 indicator and the others."""
     # the inputs' own values, zeros made 1: a product with this element cannot vanish, and max
     # pooling routes by the real x (|x| + 1 can have its maxima elsewhere)
     probe = {k: np.where(v == 0, 1.0, v.astype(np.float64)) for k, v in inputs.items()}
