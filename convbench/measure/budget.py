@@ -1,0 +1,209 @@
+"""The time budget: split it over the work, predict each case's time, skip what does not fit.
+
+A case's time is predicted from its FLOPs and the implementation's measured rate (FLOP/s) for that
+direction and dtype. The rate comes from the cases already measured (the one nearest in FLOPs, on
+a log scale, since small cases run below the asymptotic rate) or, before any, from a calibration
+probe: the case shrunk (batch, then spatial size and channels) to a few hundred thousand FLOPs,
+which costs pure-Python loops a fraction of a second. A prediction over the case's share of the
+budget makes the case ``skipped`` with the estimate as its reason, so naive loops never overrun by
+more than one probe.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+from convbench._errors import ParamError
+
+__all__ = ["Budget", "RateBook", "probe_params", "format_seconds", "PROBE_FLOPS"]
+
+#: FLOPs of the first calibration probe: ~0.1 s for pure-Python loops (~2-5 MFLOP/s)
+PROBE_FLOPS = 2e5
+
+
+def format_seconds(s: float) -> str:
+    """Short human duration: ``850 us``, ``3.2 ms``, ``12 s``, ``41 min``, ``3.5 h``, ``2.1 days``."""
+    if not math.isfinite(s):
+        return "inf"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} us"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    if s < 60:
+        return f"{s:.3g} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
+
+
+class Budget:
+    """Seconds for a whole run, shared out over its items (implementation x case x direction).
+
+    Each item's share is what remains divided by the items left, so time a fast implementation
+    leaves unused flows to later items.
+
+    Parameters
+    ----------
+    total_s : float or None
+        Seconds for the run; None means unlimited (nothing is skipped for time).
+    items : int
+        Number of items the run will go through.
+    clock : callable
+        Seconds as a float; tests inject a mock clock.
+    """
+
+    def __init__(self, total_s: float | None, items: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        if total_s is not None and not (isinstance(total_s, (int, float)) and total_s > 0):
+            raise ParamError(f"budget must be a positive number of seconds or None, got {total_s!r}")
+        if not (isinstance(items, int) and items >= 0):
+            raise ParamError(f"items must be a non-negative int, got {items!r}")
+        self.total_s, self.items_left, self.clock = total_s, items, clock
+        self.t0 = clock()
+
+    @property
+    def limited(self) -> bool:
+        return self.total_s is not None
+
+    def elapsed(self) -> float:
+        return self.clock() - self.t0
+
+    def remaining(self) -> float:
+        return math.inf if self.total_s is None else max(0.0, self.total_s - self.elapsed())
+
+    def share(self) -> float:
+        """Seconds the next item may use."""
+        if self.total_s is None:
+            return math.inf
+        return self.remaining() / max(self.items_left, 1)
+
+    def done(self, n: int = 1) -> None:
+        self.items_left = max(0, self.items_left - n)
+
+
+class RateBook:
+    """Measured seconds per FLOP of each (implementation, direction, dtype), to predict times."""
+
+    def __init__(self) -> None:
+        self._obs: dict[tuple[str, ...], list[tuple[float, float]]] = {}
+
+    def update(self, key: tuple[str, ...], flops: float, seconds: float) -> None:
+        if flops > 0 and seconds > 0 and math.isfinite(seconds):
+            obs = self._obs.setdefault(key, [])
+            bisect.insort(obs, (float(flops), float(seconds)))
+
+    def known(self, key: tuple[str, ...]) -> bool:
+        return bool(self._obs.get(key))
+
+    def estimate(self, key: tuple[str, ...], flops: float) -> float | None:
+        """Predicted seconds of one call of ``flops`` FLOPs; None before any observation.
+
+        The best rate among the (up to three) largest observations no larger than the call, scaled
+        linearly; the smallest observation when all are larger. Rates grow with size while a call
+        is overhead-bound, so a smaller observation errs towards overestimating (probing again,
+        never overrunning); the best of three keeps one measurement disturbed by a neighbouring
+        process from condemning an implementation to being skipped.
+        """
+        obs = self._obs.get(key)
+        if not obs:
+            return None
+        below = [o for o in obs if o[0] <= flops][-3:] or obs[:1]
+        rate = max(f / t for f, t in below)
+        return flops / rate
+
+    def largest(self, key: tuple[str, ...]) -> float:
+        """FLOPs of the largest observation (0 without any)."""
+        obs = self._obs.get(key)
+        return obs[-1][0] if obs else 0.0
+
+    def flat(self, key: tuple[str, ...], factor: float = 1.5) -> bool:
+        """The rate stopped growing with size: the two largest observations agree within ``factor``.
+
+        Then the implementation is not overhead-bound and scaling its time by FLOPs is sound.
+        """
+        obs = self._obs.get(key) or []
+        if len(obs) < 2 or obs[-1][0] <= obs[-2][0]:
+            return False
+        r1, r0 = obs[-1][0] / obs[-1][1], obs[-2][0] / obs[-2][1]
+        return r1 <= factor * r0
+
+    def rate(self, key: tuple[str, ...]) -> float | None:
+        """FLOP/s of the largest observation (for reports)."""
+        obs = self._obs.get(key)
+        return obs[-1][0] / obs[-1][1] if obs else None
+
+
+def _shrink(p: Any, field: str, value: int) -> Any | None:
+    try:
+        return dataclasses.replace(p, **{field: value})
+    except (ParamError, ValueError, TypeError):
+        return None
+
+
+def _shrink_all(p: Any, **kw: int) -> Any | None:
+    try:
+        return dataclasses.replace(p, **kw)
+    except (ParamError, ValueError, TypeError):
+        return None
+
+
+def probe_params(p: Any, target_flops: float = PROBE_FLOPS, direction: str = "forward") -> Any:
+    """A smaller call like ``p`` with about ``target_flops`` FLOPs (or as close as it can shrink).
+
+    Shrinks the batch first (the cheapest dimension to drop, rates barely depend on it), then
+    the spatial size, then channels (keeping ``groups`` a divisor; depthwise stays depthwise).
+    """
+    cur = p
+    for _ in range(200):
+        if cur.flops(direction) <= target_flops:
+            return cur
+        nxt = next((c for c in _candidates(cur) if c is not None and c.flops(direction) < cur.flops(direction)), None)
+        if nxt is None:
+            return cur
+        cur = nxt
+    return cur
+
+
+def _axes(p: Any) -> list[tuple[str, int]]:
+    """(size field, effective kernel extent) of each spatial axis, for every operator."""
+    dil = getattr(p, "dilation", 1)
+    if hasattr(p, "l"):  # conv1d
+        d = dil if isinstance(dil, int) else dil[0]
+        return [("l", d * (p.k - 1) + 1)]
+    dh, dw = (dil, dil) if isinstance(dil, int) else dil
+    return [("h", dh * (p.kh - 1) + 1), ("w", dw * (p.kw - 1) + 1)]
+
+
+def _channels(p: Any, c: int) -> Any | None:
+    """``p`` with ``c`` input channels (and as many fewer outputs, for convolutions)."""
+    if hasattr(p, "o"):
+        return _shrink_all(p, c=c, o=max(1, p.o * c // p.c))
+    return _shrink(p, "c", c)
+
+
+def _candidates(p: Any) -> Any:
+    """Smaller calls in order of preference (generated lazily)."""
+    axes = _axes(p)
+    if p.n > 1:
+        yield _shrink(p, "n", p.n // 2)
+    # spatial size while the border (padding, partial windows) stays a small part of the work:
+    # a tiny probe with mostly padded taps would run unrepresentatively fast in naive loops
+    for field, keff in axes:
+        if getattr(p, field) // 2 >= 3 * keff:
+            yield _shrink(p, field, getattr(p, field) // 2)
+    g = getattr(p, "groups", 1)
+    width = max(p.c, getattr(p, "o", p.c))
+    if g == 1 and width > 4:
+        yield _channels(p, max(1, p.c // 2))
+    if g > 1 and g % 2 == 0 and p.c % 2 == 0 and p.o % 2 == 0:
+        # c, o and groups shrink together: the per-group shape c/groups, o/groups stays
+        yield _shrink_all(p, c=p.c // 2, o=p.o // 2, groups=g // 2)
+    for field, _ in axes:
+        if getattr(p, field) > 1:
+            yield _shrink(p, field, getattr(p, field) // 2)
+    if g == 1 and width > 1:
+        yield _channels(p, max(1, p.c // 2))

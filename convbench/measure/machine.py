@@ -1,0 +1,236 @@
+"""The machine: a fingerprint of what decides speed, and its measured peaks.
+
+Peaks are measured, not looked up: a large GEMM per dtype (what the BLAS really delivers on this
+machine with these threads) and a large memory copy (the bandwidth a memory-bound kernel can hope
+for). Results carry "% of peak" and arithmetic intensity against these numbers. The peaks are
+cached per fingerprint, so a changed BLAS, thread count or library version is measured afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["fingerprint", "peaks", "describe", "machine_record", "cache_dir"]
+
+_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
+#: fingerprint keys that identify a machine configuration (the cache key and the record's id)
+_ID_KEYS = ("cpu", "cores_logical", "cores_physical", "blas", "numpy", "torch", "python",
+            "torch_threads", "env", "gpu", "hostname")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> list[dict[str, Any]]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: i.get(k) for k in keep if i.get(k) is not None} for i in threadpool_info()]
+
+
+def _torch_info() -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {"torch": None}
+    info: dict[str, Any] = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                            "torch_interop_threads": torch.get_num_interop_threads(), "gpu": None}
+    try:
+        info["torch_blas"] = torch.backends.mkldnn.is_available() and "mkldnn" or None
+    except Exception:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+        info["tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        info["tf32_cudnn"] = bool(torch.backends.cudnn.allow_tf32)
+        info["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+    return info
+
+
+def fingerprint() -> dict[str, Any]:
+    """What decides speed here: CPU, cores, BLAS and its kernel, versions, threads, GPU, environment.
+
+    Returns
+    -------
+    dict
+        ``id`` (a short stable hash of the identifying fields), ``hostname``, ``cpu``,
+        ``cores_logical``, ``cores_physical``, ``blas`` (threadpoolctl's pools: library, kernel
+        ``architecture``, ``num_threads``), ``numpy``, ``torch``, ``torch_threads``, ``python``,
+        ``env`` (``OPENBLAS_*``, ``OMP_*``, ``MKL_*``, ... variables), ``gpu`` and TF32 settings.
+    """
+    try:
+        import psutil
+
+        logical, physical = psutil.cpu_count(), psutil.cpu_count(logical=False)
+    except ImportError:
+        logical, physical = os.cpu_count(), None
+    fp: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "arch": platform.machine(),
+        "cores_logical": logical,
+        "cores_physical": physical,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
+    }
+    fp.update(_torch_info())  # torch first: its own OpenMP pool then shows in threadpoolctl's list
+    fp["blas"] = _blas()
+    fp["id"] = _hash(fp)
+    return fp
+
+
+def _hash(fp: dict[str, Any]) -> str:
+    key = json.dumps({k: fp.get(k) for k in _ID_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """``$CONVBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/convbench``, else ``~/.cache/convbench``."""
+    env = os.environ.get("CONVBENCH_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convbench"
+
+
+def _best_of(fn: Any, seconds: float, min_reps: int = 3) -> float:
+    """Shortest time of repeated calls: a peak is what the machine can do, so the best run is it."""
+    fn()  # warm-up: thread pools start, pages get touched
+    best, t_end, reps = float("inf"), time.perf_counter() + seconds, 0
+    while reps < min_reps or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        reps += 1
+    return best
+
+
+def _gemm_gflops(dtype: str, n: int, seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    t = _best_of(lambda: np.matmul(a, b, out=c), seconds)
+    return 2 * n ** 3 / t / 1e9
+
+
+def _torch_gemm_gflops(dtype: str, n: int, seconds: float) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    c = torch.empty(n, n, dtype=getattr(torch, dtype))
+    t = _best_of(lambda: torch.matmul(a, b, out=c), seconds)
+    return 2 * n ** 3 / t / 1e9
+
+
+def _copy_gbps(nbytes: int, seconds: float) -> float:
+    src = np.ones(nbytes // 8, np.float64)
+    dst = np.empty_like(src)
+    t = _best_of(lambda: np.copyto(dst, src), seconds)
+    return 2 * src.nbytes / t / 1e9  # a copy reads and writes every byte
+
+
+def measure_peaks(gemm_n: int = 1024, seconds: float = 0.4, copy_bytes: int = 256 << 20) -> dict[str, Any]:
+    """Measure the peaks now (no cache): GEMM GFLOP/s per dtype with NumPy and torch, copy GB/s."""
+    out: dict[str, Any] = {"peak_gflops": {}, "torch_gflops": {}, "gemm_n": gemm_n, "copy_bytes": copy_bytes}
+    for dt in ("float32", "float64"):
+        out["peak_gflops"][dt] = round(_gemm_gflops(dt, gemm_n, seconds), 2)
+        tg = _torch_gemm_gflops(dt, gemm_n, seconds / 2)
+        out["torch_gflops"][dt] = None if tg is None else round(tg, 2)
+    out["peak_gbps"] = round(_copy_gbps(copy_bytes, seconds), 2)
+    out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return out
+
+
+def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[str, Any]:
+    """Measured peaks of this machine, cached per fingerprint (``peaks-<id>.json``).
+
+    Parameters
+    ----------
+    fp : dict, optional
+        The fingerprint (computed when omitted); its ``id`` names the cache file.
+    refresh : bool
+        Measure again even when cached.
+
+    Returns
+    -------
+    dict
+        ``peak_gflops`` {dtype: GFLOP/s of a NumPy 1024^3 GEMM}, ``torch_gflops`` (the same with
+        torch, for reference), ``peak_gbps`` (memory copy, read + write), ``measured_at``.
+    """
+    fp = fp or fingerprint()
+    path = cache_dir() / f"peaks-{fp['id']}.json"
+    if not refresh and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            if isinstance(cached, dict) and "peak_gflops" in cached:
+                return cached
+        except (OSError, json.JSONDecodeError):
+            pass
+    out = measure_peaks()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache costs a re-measurement next time, nothing else
+    return out
+
+
+def machine_record(fp: dict[str, Any], pk: dict[str, Any]) -> dict[str, Any]:
+    """The small dict every bench record carries as ``machine``."""
+    blas = next((b for b in fp.get("blas", []) if b.get("user_api") == "blas"), {})
+    blas_s = " ".join(str(x) for x in (blas.get("internal_api"), blas.get("version"),
+                                       blas.get("architecture"), f"{blas.get('num_threads')}t" if blas else None) if x)
+    return {"id": fp["id"], "hostname": fp.get("hostname"), "cpu": fp.get("cpu"), "blas": blas_s or None,
+            "gpu": fp.get("gpu"), "peak_gflops": pk.get("peak_gflops"), "peak_gbps": pk.get("peak_gbps")}
+
+
+def describe(fp: dict[str, Any], pk: dict[str, Any] | None = None) -> str:
+    """A few readable lines: the fingerprint and the peaks."""
+    lines = [f"machine {fp['id']}  {fp.get('hostname')}",
+             f"  cpu      {fp.get('cpu')} ({fp.get('arch')}), {fp.get('cores_logical')} logical / "
+             f"{fp.get('cores_physical')} physical cores",
+             f"  python   {fp.get('python')}  numpy {fp.get('numpy')}  torch {fp.get('torch')} "
+             f"({fp.get('torch_threads')} threads)"]
+    for b in fp.get("blas", []):
+        lines.append(f"  pool     {b.get('user_api')}: {b.get('internal_api')} {b.get('version') or ''} "
+                     f"{b.get('architecture') or ''}, {b.get('num_threads')} threads ({Path(b.get('prefix', '')).name})")
+    if fp.get("gpu"):
+        lines.append(f"  gpu      {fp['gpu']}  CUDA {fp.get('cuda')}  TF32 matmul={fp.get('tf32_matmul')} "
+                     f"cudnn={fp.get('tf32_cudnn')}")
+    else:
+        lines.append("  gpu      none")
+    env = fp.get("env") or {}
+    lines.append("  env      " + (" ".join(f"{k}={v}" for k, v in env.items()) or "(no OPENBLAS_/OMP_/MKL_ variables)"))
+    if pk:
+        g, t = pk.get("peak_gflops", {}), pk.get("torch_gflops", {})
+        lines.append("  peak     GEMM " + ", ".join(
+            f"{dt} {g.get(dt)} GFLOP/s (torch {t.get(dt)})" for dt in ("float32", "float64")))
+        lines.append(f"  peak     memory copy {pk.get('peak_gbps')} GB/s  (measured {pk.get('measured_at')})")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The bench runner with fake implementations and a mock clock: records, statuses, resume, threads."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from convbench import store
+from convbench.cases import parse_descriptor
+from convbench.measure import bench
+from convbench.measure.bench import format_summary, measure_one, run_bench, thread_limits
+from convbench.registry import load_impl
+
+from _fakes import MACHINE, FakeConv, MockClock
+
+DESIGN_FIELDS = ("schema run_id time machine op direction impl backend device case params dtype status reason "
+                 "t_median_s t_min_s t_iqr_s samples flops gflops pct_peak bytes_min peak_mem_bytes "
+                 "workspace_bytes").split()
+CASES = ["n2c4h8w8o4k3p1", "n1c6h9w7o4kh3kw2s2g2nb"]
+
+
+def _run(impls, cases=CASES, clock=None, **kw):
+    kw.setdefault("out", None)
+    kw.setdefault("budget", None)
+    kw.setdefault("threads", None)
+    kw.setdefault("resume", False)
+    return run_bench(impls, [parse_descriptor(c) for c in cases], progress=False, machine=MACHINE,
+                     clock=clock, **kw)
+
+
+def test_one_record_per_impl_case_direction_with_every_design_field(tmp_path):
+    clock = MockClock()
+    a, b = FakeConv(clock, "fake_a", rate=1e9), FakeConv(clock, "fake_b", rate=2e9, overhead=1e-5)
+    out = tmp_path / "r.jsonl"
+    recs = _run([a, b], clock=clock, out=out)
+    assert len(recs) == 2 * 2 * 2
+    assert {(r["impl"], r["case"], r["direction"]) for r in recs} == {
+        (i, parse_descriptor(c).id, d) for i in ("fake_a", "fake_b") for c in CASES for d in ("forward", "backward")}
+    for r in recs:
+        missing = [f for f in DESIGN_FIELDS if f not in r]
+        assert not missing, missing
+        assert r["schema"] == store.SCHEMA_VERSION and r["status"] == "ok" and r["machine"] == MACHINE
+        assert len(r["samples"]) >= 1 and r["t_min_s"] <= r["t_median_s"]
+    assert store.read(out) == recs  # appended as made, read back whole
+    assert len({r["run_id"] for r in recs}) == 1
+
+
+def test_statistics_and_derived_figures_follow_the_mock_clock():
+    clock = MockClock()
+    f = FakeConv(clock, "fake_a", rate=1e9, overhead=1e-4)
+    r = _run([f], cases=CASES[:1], clock=clock, directions=("forward",))[0]
+    p = parse_descriptor(CASES[0]).params
+    t = 1e-4 + p.flops("forward") / 1e9
+    assert r["t_median_s"] == pytest.approx(t)
+    assert r["t_iqr_s"] == pytest.approx(0.0, abs=1e-12)
+    assert r["flops"] == p.flops("forward")
+    assert r["gflops"] == pytest.approx(p.flops("forward") / t / 1e9)
+    assert r["pct_peak"] == pytest.approx(100 * r["gflops"] / MACHINE["peak_gflops"]["float32"])
+    assert r["bytes_min"] == p.bytes_min("forward", 4)
+    assert r["intensity"] == pytest.approx(r["flops"] / r["bytes_min"])
+    assert r["peak_mem_bytes"] >= int(np.prod(p.shapes()["y"])) * 4  # the zeros it returns
+
+
+def test_backward_times_backward_only():
+    clock = MockClock()
+    f = FakeConv(clock, "fake_a")
+    _run([f], cases=CASES[:1], clock=clock, directions=("backward",))
+    assert f.log and all(d == "backward" for d, _ in f.log)
+
+
+def test_an_exception_is_an_error_record_and_the_run_goes_on():
+    clock = MockClock()
+
+    class Boom(FakeConv):
+        def forward(self, p, x, w, b):
+            raise ValueError("planted bug: shapes do not match")
+
+    recs = _run([Boom(clock, "fake_boom"), FakeConv(clock, "fake_ok")], clock=clock)
+    boom = [r for r in recs if r["impl"] == "fake_boom"]
+    assert {r["status"] for r in boom if r["direction"] == "forward"} == {"error"}
+    assert all("ValueError: planted bug" in r["reason"] for r in boom if r["direction"] == "forward")
+    assert {r["status"] for r in boom if r["direction"] == "backward"} == {"ok"}
+    assert {r["status"] for r in recs if r["impl"] == "fake_ok"} == {"ok"}
+
+
+def test_unsupported_and_unavailable_are_skipped_with_the_reason():
+    clock = MockClock()
+
+    class Gone(FakeConv):
+        def availability(self):
+            return "needs a quantum computer"
+
+    no_groups = FakeConv(clock, "fake_nogroups", features=frozenset({"padding", "bias", "stride", "no_bias"}))
+    fwd_only = FakeConv(clock, "fake_fwd", directions=frozenset({"forward"}))
+    recs = _run([Gone(clock, "fake_gone"), no_groups, fwd_only], clock=clock)
+    by = {(r["impl"], r["case"], r["direction"]): r for r in recs}
+    gone = [r for r in recs if r["impl"] == "fake_gone"]
+    assert all(r["status"] == "skipped" and r["reason"] == "needs a quantum computer" for r in gone)
+    g = by[("fake_nogroups", parse_descriptor(CASES[1]).id, "forward")]
+    assert g["status"] == "skipped" and "groups" in g["reason"]
+    assert by[("fake_nogroups", parse_descriptor(CASES[0]).id, "forward")]["status"] == "ok"
+    assert by[("fake_fwd", parse_descriptor(CASES[0]).id, "backward")]["status"] == "skipped"
+
+
+def test_values_are_never_checked():
+    clock = MockClock()
+
+    class Garbage(FakeConv):
+        def forward(self, p, x, w, b):
+            self._cost(p, "forward")
+            return np.full(p.shapes()["y"], np.nan, x.dtype)
+
+    recs = _run([Garbage(clock, "fake_garbage")], clock=clock, directions=("forward",))
+    assert all(r["status"] == "ok" for r in recs)  # checking is the verification layer's job
+
+
+def test_resume_skips_what_is_done_and_retries_timeouts(tmp_path):
+    clock = MockClock()
+    out = tmp_path / "r.jsonl"
+    f = FakeConv(clock, "fake_a")
+    first = _run([f], clock=clock, out=out)
+    # a timeout left by an earlier run is retried, not counted as done
+    store.append(out, dict(first[0], case="n1c2h5w5o2k3s1p0", descriptor="n1c2h5w5o2k3s1p0", status="timeout"))
+    n_calls = len(f.log)
+    again = _run([f], cases=CASES + ["n1c2h5w5o2k3"], clock=clock, out=out, resume=True)
+    assert len(f.log) > n_calls
+    assert {(r["case"], r["direction"]) for r in again} == {("n1c2h5w5o2k3s1p0", "forward"),
+                                                            ("n1c2h5w5o2k3s1p0", "backward")}
+    oks = [store.record_key(r) for r in store.read(out) if r["status"] == "ok"]
+    assert len(oks) == len(set(oks)) == 2 * 3
+
+
+def test_choice_and_workspace_are_asked_of_the_implementation():
+    clock = MockClock()
+
+    class Auto(FakeConv):
+        def choice(self, p, dtype, direction):
+            return "winograd" if p.kh == 3 else "gemm"
+
+        def workspace_bytes(self, p, dtype, direction):
+            oh, ow = p.out_hw
+            return p.n * oh * ow * p.c * p.kh * p.kw * np.dtype(dtype).itemsize
+
+    recs = _run([Auto(clock, "fake_auto"), FakeConv(clock, "fake_plain")], cases=CASES[:1], clock=clock,
+                directions=("forward",))
+    auto, plain = recs
+    p = parse_descriptor(CASES[0]).params
+    assert auto["choice"] == "winograd" and plain["choice"] is None
+    assert auto["workspace_bytes"] == p.n * 8 * 8 * 4 * 9 * 4 and plain["workspace_bytes"] is None
+
+
+def test_threads_are_set_recorded_and_restored():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    clock = MockClock()
+    recs = _run([FakeConv(clock, "fake_a")], cases=CASES[:1], clock=clock, threads=1, directions=("forward",))
+    th = recs[0]["threads"]
+    assert th["requested"] == 1 and th["torch"] == 1 and th["blas"] == 1
+    assert torch.get_num_threads() == before
+    with thread_limits(None) as info:
+        assert info["torch"] == before
+
+
+def test_format_summary_lists_every_record():
+    clock = MockClock()
+
+    class Boom(FakeConv):
+        def forward(self, p, x, w, b):
+            raise RuntimeError("kaput")
+
+    recs = _run([FakeConv(clock, "fake_a"), Boom(clock, "fake_boom")], cases=CASES[:1], clock=clock)
+    text = format_summary(recs)
+    assert "fake_a" in text and "error: RuntimeError: kaput" in text
+    assert text.splitlines()[-1] == "4 records: 3 ok, 1 not ok"  # boom's backward works
+    assert format_summary([]) == "no bench records"
+
+
+def test_bad_direction_is_named():
+    from convbench import ParamError
+
+    with pytest.raises(ParamError, match="directions"):
+        _run([FakeConv(MockClock(), "fake_a")], directions=("sideways",))
+
+
+ISOLATED = textwrap.dedent('''
+    import os, time
+    import numpy as np
+    from convbench.registry import Implementation, register
+
+    class Crashy(Implementation):
+        def forward(self, p, x, w, b):
+            os.abort()
+        def backward(self, p, dy, x, w):
+            s = p.shapes()
+            return np.zeros(s["grad_input"], x.dtype), np.zeros(s["grad_weight"], x.dtype), np.zeros(s["grad_bias"], x.dtype)
+
+    class Hangs(Implementation):
+        def forward(self, p, x, w, b):
+            time.sleep(600)
+
+    crashy = Crashy()
+    register(crashy, op="conv2d", name="fake_crashy", replace=True)
+    hangs = Hangs()
+    register(hangs, op="conv2d", name="fake_hangs", replace=True, directions=("forward",))
+''')
+
+
+def test_isolated_implementations_crash_and_hang_into_statuses(tmp_path, monkeypatch):
+    f = tmp_path / "fake_isolated.py"
+    f.write_text(ISOLATED)
+    crashy, hangs = load_impl(f"{f}:crashy"), load_impl(f"{f}:hangs")
+    assert crashy.info.isolate and hangs.info.isolate
+    monkeypatch.setattr(bench, "MAX_ITEM_S", 0.3)
+    recs = run_bench([crashy, hangs], [parse_descriptor(CASES[0])], out=None, budget=None, threads=None,
+                     resume=False, progress=False, machine=MACHINE, timeout_grace=1.0)
+    by = {(r["impl"], r["direction"]): r for r in recs}
+    assert by[("fake_crashy", "forward")]["status"] == "crashed"
+    assert "SIGABRT" in by[("fake_crashy", "forward")]["reason"]
+    assert by[("fake_crashy", "backward")]["status"] == "ok"  # a fresh worker after the crash
+    assert by[("fake_hangs", "forward")]["status"] == "timeout"
+    assert by[("fake_hangs", "backward")]["status"] == "skipped"
+
+
+def test_measure_one_times_a_real_implementation_once_prepared():
+    from convbench.registry import get_impl
+
+    r = measure_one(get_impl("im2col"), parse_descriptor("n1c2h6w6o2k3"), "forward", budget_s=0.2)
+    assert r["t_median_s"] > 0 and r["samples"] and r["mem_method"] == "tracemalloc"
+
+
+def test_memory_call_is_skipped_when_a_traced_call_would_overrun():
+    clock = MockClock()
+    f = FakeConv(clock, "fake_a", overhead=0.1)  # 100 ms a call
+    case = parse_descriptor(CASES[0])
+    r = measure_one(f, case, "forward", budget_s=1.0, mem_slowdown=20.0, clock=clock)
+    assert r["peak_mem_bytes"] is None and r["mem_method"].startswith("not measured")
+    r = measure_one(f, case, "forward", budget_s=10.0, mem_slowdown=2.0, clock=clock)
+    assert r["peak_mem_bytes"] is not None and r["mem_s"] == pytest.approx(0.1, rel=0.01)
+
+
+def test_memory_is_measured_on_every_case_when_traced_calls_fit():
+    clock = MockClock()
+
+    class SlowUnderTrace(FakeConv):
+        def forward(self, p, x, w, b):
+            import tracemalloc
+
+            if tracemalloc.is_tracing():
+                self.clock.now += 0.05  # traced calls cost 5x the timed ones
+            return super().forward(p, x, w, b)
+
+    f = SlowUnderTrace(clock, "fake_traced", overhead=0.01)
+    recs = _run([f], clock=clock, budget=100.0, directions=("forward",))
+    assert recs[0]["mem_method"] == "tracemalloc"
+    assert all(r["peak_mem_bytes"] is not None for r in recs)
