@@ -56,7 +56,7 @@ def _row(**kw: Any) -> dict[str, Any]:
 
 
 def read_pytest_benchmark(path: str | Path) -> list[dict[str, Any]]:
-    """Bench records from a pytest-benchmark JSON file of ``suites/bench_conv.py``.
+    """Bench records from a pytest-benchmark JSON file of ``suites/bench_ops.py``.
 
     Parameters
     ----------
@@ -103,23 +103,32 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not math.isnan(v)
 
 
-def _case(label: str) -> tuple[str, str, dict[str, Any] | None, Any]:
+def _asv_op(name: str) -> str:
+    """The operator of an asv benchmark ``<module>.<Class>.<method>``: suites/asv_bench names each
+    module after its operator."""
+    from convbench.ops import op_names
+
+    module = name.split(".")[-3] if name.count(".") >= 2 else ""
+    return module if module in op_names() else "conv2d"
+
+
+def _case(label: str, op: str = "conv2d") -> tuple[str, str, dict[str, Any] | None, Any]:
     """(id, descriptor, params dict, params) from asv's ``'<id> <descriptor>'`` parameter value."""
     from convbench.cases import parse_descriptor
 
     cid, _, desc = label.strip("'\"").partition(" ")
     try:
-        c = parse_descriptor(desc)
+        c = parse_descriptor(desc, op)
     except ValueError:
         return cid, desc, None, None
     return cid, c.descriptor, c.as_dict()["params"], c
 
 
-def _impl_info(name: str) -> tuple[str | None, str | None]:
+def _impl_info(name: str, op: str = "conv2d") -> tuple[str | None, str | None]:
     from convbench.registry import get_impl
 
     try:
-        info = get_impl(name).info
+        info = get_impl(name, op).info
     except ValueError:
         return None, None
     return info.backend, info.device
@@ -161,11 +170,12 @@ def read_asv_results(directory: str | Path) -> list[dict[str, Any]]:
         if mfile.is_file():
             mi = {**json.loads(mfile.read_text()), **mi}
         when = datetime.fromtimestamp(doc.get("date", 0) / 1000, timezone.utc).isoformat()
-        merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+        merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for name, values in doc["results"].items():
             method = name.rsplit(".", 1)[-1]
             if method not in _ASV_KINDS:
                 continue
+            op = _asv_op(name)
             direction, kind = _ASV_KINDS[method]
             res = dict(zip(cols, values))
             impls, labels = res["params"]
@@ -173,14 +183,14 @@ def read_asv_results(directory: str | Path) -> list[dict[str, Any]]:
             n = len(labels)
             for k, value in enumerate(results):
                 impl, label = impls[k // n].strip("'\""), labels[k % n]
-                key = (impl, label, direction)
+                key = (op, impl, label, direction)
                 row = merged.get(key)
                 if row is None:
-                    cid, desc, params, case = _case(label)
-                    backend, device = _impl_info(impl)
+                    cid, desc, params, case = _case(label, op)
+                    backend, device = _impl_info(impl, op)
                     row = merged[key] = {
                         "run_id": f"asv:{doc.get('commit_hash', '')[:8]}:{doc.get('env_name')}", "time": when,
-                        "machine": mi.get("machine"), "machine_info": mi, "op": "conv2d", "direction": direction,
+                        "machine": mi.get("machine"), "machine_info": mi, "op": op, "direction": direction,
                         "impl": impl, "backend": backend, "device": device, "case": cid, "params": params,
                         "descriptor": desc, "dtype": case.dtype if case else None,
                         "flops": case.params.flops(direction) if case else None,

@@ -126,3 +126,86 @@ def test_torch_module_class_and_instance():
 def test_not_adaptable_says_what_it_expected():
     with pytest.raises(TypeError, match="layer class"):
         adapt(42)
+
+
+# --- conv1d and pooling layers ---------------------------------------------------------------------
+
+import subprocess  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ROOT / "tests" / "seed_layers" / "course_layers.py"
+sys.path.insert(0, str(LAYERS.parent))
+import course_layers as course  # noqa: E402
+
+from convbench.adapters import infer_op  # noqa: E402
+
+
+@pytest.mark.parametrize(("name", "op"), [
+    ("MaxPool2D", "max_pool2d"), ("MaxPooling2D", "max_pool2d"), ("AveragePool2D", "avg_pool2d"),
+    ("AvgPool2d", "avg_pool2d"), ("Conv1D", "conv1d"), ("conv1d", "conv1d"), ("Conv2D", "conv2d"),
+    ("GlobalPool", "conv2d"), ("MyLayer", "conv2d")])
+def test_infer_op_from_the_name(name, op):
+    assert infer_op(type(name, (), {})) == op
+
+
+@pytest.mark.parametrize(("cls", "op", "unsupported"), [
+    (course.MaxPool2D, "max_pool2d", {"pad.max.k3p1.s2", "ceil.past.edge", "dilation2", "rectangular"}),
+    (course.AveragePool2D, "avg_pool2d", {"pad1.cip0", "ceil.past.edge", "divisor_override", "rectangular.cip0"}),
+    (course.Conv1D, "conv1d", {"dilation2", "groups2", "pad.same.even"}),
+])
+def test_seed_style_layers_of_each_op_pass_and_lack_what_their_constructor_lacks(cls, op, unsupported):
+    impl = load_impl(cls)  # the op from the class name
+    assert isinstance(impl, LayerImpl) and impl.info.op == op
+    assert impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl, get_suite("edge", op), checks=["shape", "dtype", "exact", "random"])
+    assert st == {"passed", "unsupported"}, [r["message"] for r in recs if r["status"] not in st - {"failed", "error"}][:3]
+    un = {r["case"] for r in recs if r["status"] == "unsupported"}
+    assert unsupported <= un
+    assert {"k2s2", "basic.k3"} & {r["case"] for r in recs if r["status"] == "passed"}
+
+
+@pytest.mark.parametrize(("cls", "op", "needle"), [
+    (course.MaxPool2DTiesAll, "max_pool2d", "grad_input"),
+    (course.AveragePool2DPadUncounted, "avg_pool2d", "forward"),
+    (course.Conv1DNoBiasGrad, "conv1d", "grad_bias"),
+])
+def test_seed_style_layers_with_the_classic_mistakes_fail(cls, op, needle):
+    recs, st = _statuses(load_impl(cls, op=op), get_suite("edge", op), checks=["exact", "random"])
+    failed = [r for r in recs if r["status"] == "failed"]
+    assert failed and "error" not in st
+    assert any(needle in r["message"] for r in failed), failed[0]["message"]
+
+
+@pytest.mark.parametrize(("module", "op"), [(torch.nn.MaxPool2d, "max_pool2d"), (torch.nn.AvgPool2d, "avg_pool2d"),
+                                            (torch.nn.Conv1d, "conv1d")])
+def test_torch_modules_of_each_op_take_every_case(module, op):
+    impl = load_impl(module)
+    assert isinstance(impl, TorchModuleImpl) and impl.info.op == op
+    cases = get_suite("edge", op)[::3]
+    recs, st = _statuses(impl, cases, checks=["shape", "dtype", "random"])
+    assert st == {"passed"}, [r["message"] for r in recs if r["status"] != "passed"][:3]
+
+
+def test_a_pooling_layer_checked_as_conv2d_says_which_op_to_name():
+    with pytest.raises(TypeError, match=r"no in_channels; its name says max_pool2d: pass op='max_pool2d' "
+                                        r"\(command line: --op max_pool2d\)"):
+        adapt(course.MaxPool2D, op="conv2d")
+
+
+def test_functions_are_conv_only():
+    with pytest.raises(TypeError, match="functions are adapted for conv2d and conv1d only; for op='max_pool2d'"):
+        adapt(lambda x, k: x, op="max_pool2d")
+
+
+def _cli(op: str, cls: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--op", op, "--suite", "edge",
+                           "--impl", f"{LAYERS}:{cls}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("op", "cls", "rc"), [
+    ("max_pool2d", "MaxPool2D", 0), ("avg_pool2d", "AveragePool2D", 0), ("conv1d", "Conv1D", 0),
+    ("max_pool2d", "MaxPool2DTiesAll", 1)])
+def test_convbench_check_on_a_course_layer_file(op, cls, rc):
+    r = _cli(op, cls)
+    assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
+    assert ("OK:" if rc == 0 else "FAILED:") in r.stdout

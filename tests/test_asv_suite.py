@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "suites"))
 
 from asv_bench import _common as common  # noqa: E402
+from asv_bench import avg_pool2d, conv1d, max_pool2d  # noqa: E402
 from asv_bench import conv2d as bench  # noqa: E402
 from asv_runner.benchmarks.mark import SkipNotImplemented  # noqa: E402
 from reports.external import read_asv_results  # noqa: E402
@@ -25,15 +26,52 @@ SMALL = common.case_label(common.get_case("lenet5.c3"))
 GROUPED = common.case_label(common.get_case("alexnet.conv2"))
 
 
-def test_params_are_every_registered_impl_by_the_asv_subset():
-    impls, cases = bench.Conv2dForward.params
-    assert impls == [i.info.name for i in registry.registered("conv2d")]
-    assert {"naive", "im2col", "stride_tricks", "torch_cpu", "torch_cuda"} <= set(impls)
-    assert [c.split()[0] for c in cases] == list(common.BENCH_CASES)
-    assert bench.Conv2dBackward.params == bench.Conv2dForward.params
+OP_CLASSES = {"conv2d": (bench.Conv2dForward, bench.Conv2dBackward),
+              "conv1d": (conv1d.Conv1dForward, conv1d.Conv1dBackward),
+              "max_pool2d": (max_pool2d.MaxPool2dForward, max_pool2d.MaxPool2dBackward),
+              "avg_pool2d": (avg_pool2d.AvgPool2dForward, avg_pool2d.AvgPool2dBackward)}
+
+
+@pytest.mark.parametrize("op", list(OP_CLASSES))
+def test_params_are_every_registered_impl_by_the_asv_subset(op):
+    fwd, bwd = OP_CLASSES[op]
+    impls, cases = fwd.params
+    assert fwd.op == bwd.op == op
+    assert impls == [i.info.name for i in registry.registered(op)]
+    assert {"naive", "stride_tricks", "torch_cpu", "torch_cuda"} <= set(impls)
+    assert [c.split()[0] for c in cases] == list(common.BENCH_CASES[op])
+    assert bwd.params == fwd.params
     for label in cases:  # the descriptor in the label rebuilds the very call
-        c = common.case_from_label(label)
-        assert c.params == common.get_case(c.id).params
+        c = common.case_from_label(label, op)
+        assert c.params == common.get_case(c.id, op).params
+    # the first case of each op is the small one naive loops run; the largest is not run by them
+    first = common.get_case(common.BENCH_CASES[op][0], op)
+    assert common.skip_reason("naive", first, "backward") is None
+
+
+def test_every_operator_has_an_asv_module_and_the_bases_are_not_benchmarks():
+    from asv_runner.discovery import disc_benchmarks
+
+    assert set(common.OPS) == {"conv2d", "conv1d", "max_pool2d", "avg_pool2d"}
+    names = {b.name for b in disc_benchmarks(str(ROOT / "suites" / "asv_bench"))}
+    assert "max_pool2d.MaxPool2dForward.time_forward" in names
+    assert "avg_pool2d.AvgPool2dBackward.time_backward" in names
+    assert "conv1d.Conv1dForward.track_err_ratio" in names
+    assert not any(n.startswith("_common.") for n in names), sorted(names)
+
+
+@pytest.mark.parametrize("op", ["conv1d", "max_pool2d", "avg_pool2d"])
+def test_each_operator_runs_its_benchmarks_once(op):
+    fwd, bwd = OP_CLASSES[op]
+    label = fwd.params[1][0]
+    b = fwd()
+    b.setup("stride_tricks", label)
+    b.time_forward("stride_tricks", label)
+    assert b.track_gflops("stride_tricks", label) > 0
+    assert 0 <= b.track_err_ratio("stride_tricks", label) < 1
+    bb = bwd()
+    bb.setup("stride_tricks", label)
+    bb.time_backward("stride_tricks", label)
 
 
 def test_forward_benchmarks_run_once_and_report_sane_values():
@@ -50,7 +88,7 @@ def test_forward_benchmarks_run_once_and_report_sane_values():
 
 def test_naive_runs_small_cases_only():
     bench.Conv2dForward().setup("naive", SMALL)
-    with pytest.raises(SkipNotImplemented, match="naive runs only cases of at most"):
+    with pytest.raises(SkipNotImplemented, match="naive runs only cases of at most 2,000,000 FLOPs"):
         bench.Conv2dForward().setup("naive", GROUPED)
 
 
@@ -104,7 +142,8 @@ def _conf() -> dict:
 def test_asv_conf():
     conf = _conf()
     assert conf["environment_type"] == "virtualenv" and conf["repo"] == "." and conf["branches"] == ["main"]
-    assert (ROOT / conf["benchmark_dir"] / "conv2d.py").is_file()
+    for op in common.OPS:
+        assert (ROOT / conf["benchmark_dir"] / f"{op}.py").is_file()
     for key in ("results_dir", "html_dir", "env_dir"):
         assert conf[key].startswith(".asv/")
     assert ".asv/" in (ROOT / ".gitignore").read_text().split()
@@ -135,13 +174,28 @@ def _write_results(tmp_path: Path) -> Path:
             "conv2d.Conv2dForward.peakmem_forward": res([123456789, float("nan")]),
             "conv2d.Conv2dForward.track_err_ratio": res([0.01, float("nan")]),
             "conv2d.Conv2dForward.track_gflops": res([0.2, float("nan")]),
+            "max_pool2d.MaxPool2dForward.time_forward": [
+                [0.001], [["'stride_tricks'"], [f"'{POOL_LABEL}'"]], "v", 0, 1.0, None, None, None, None,
+                [1], [3], [[0.001]]],
         }}))
     (tmp_path / "results" / "benchmarks.json").write_text("{}")
     return tmp_path / "results"
 
 
+POOL_LABEL = common.case_label(common.get_case("cifar.k2s2.c32", "max_pool2d"))
+
+
+def test_read_asv_results_takes_the_op_from_the_module(tmp_path):
+    rows = [r for r in read_asv_results(_write_results(tmp_path)) if r["op"] == "max_pool2d"]
+    assert len(rows) == 1
+    r, p = rows[0], common.get_case("cifar.k2s2.c32", "max_pool2d").params
+    assert (r["impl"], r["case"], r["backend"], r["status"]) == ("stride_tricks", "cifar.k2s2.c32", "numpy", "ok")
+    assert r["flops"] == p.flops("forward") and r["gflops"] == pytest.approx(p.flops("forward") / 0.001 / 1e9)
+
+
 def test_read_asv_results(tmp_path):
-    rows = {(r["impl"], r["direction"]): r for r in read_asv_results(_write_results(tmp_path))}
+    rows = {(r["impl"], r["direction"]): r for r in read_asv_results(_write_results(tmp_path))
+            if r["op"] == "conv2d"}
     assert set(rows) == {("im2col", "forward"), ("im2col", "backward"), ("naive", "forward"), ("naive", "backward")}
     f = rows["im2col", "forward"]
     p = common.get_case("lenet5.c3").params

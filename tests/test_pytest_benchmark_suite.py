@@ -28,14 +28,19 @@ def _run(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
 
 def test_benchmark_json_becomes_bench_records(tmp_path):
     out = tmp_path / "out.json"
-    _run([sys.executable, "-m", "pytest", "suites/bench_conv.py", "-q", "-p", "no:cacheprovider",
-          "-k", "im2col-lenet5", "--benchmark-only", f"--benchmark-json={out}",
+    _run([sys.executable, "-m", "pytest", "suites/bench_ops.py", "-q", "-p", "no:cacheprovider",
+          "-k", "conv2d-im2col-lenet5 or max_pool2d-stride_tricks-cifar", "--benchmark-only", f"--benchmark-json={out}",
           "--benchmark-max-time=0.01", "--benchmark-min-rounds=2", "--benchmark-warmup=off"])
     doc = json.loads(out.read_text())
     names = sorted(b["name"] for b in doc["benchmarks"])
-    assert names == ["test_backward[im2col-lenet5.c3]", "test_forward[im2col-lenet5.c3]"]
-    assert {b["group"] for b in doc["benchmarks"]} == {"lenet5.c3"}
-    rows = {r["direction"]: r for r in read_pytest_benchmark(out)}
+    assert names == ["test_backward[conv2d-im2col-lenet5.c3]", "test_backward[max_pool2d-stride_tricks-cifar.k2s2.c32]",
+                     "test_forward[conv2d-im2col-lenet5.c3]", "test_forward[max_pool2d-stride_tricks-cifar.k2s2.c32]"]
+    assert {b["group"] for b in doc["benchmarks"]} == {"conv2d lenet5.c3", "max_pool2d cifar.k2s2.c32"}
+    every = read_pytest_benchmark(out)
+    pool = {r["direction"]: r for r in every if r["op"] == "max_pool2d"}
+    assert pool["forward"]["flops"] == 8 * 32 * 16 * 16 * 3 and pool["backward"]["params"]["kh"] == 2
+    assert (pool["forward"]["impl"], pool["forward"]["case"]) == ("stride_tricks", "cifar.k2s2.c32")
+    rows = {r["direction"]: r for r in every if r["op"] == "conv2d"}
     f = rows["forward"]
     assert (f["impl"], f["case"], f["op"], f["dtype"], f["backend"], f["status"]) == (
         "im2col", "lenet5.c3", "conv2d", "float32", "numpy", "ok")
@@ -80,7 +85,7 @@ listed = [d["name"] for d in json.loads(buf.getvalue())]
 from asv_bench import conv2d
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
-    pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "suites/bench_conv.py"])
+    pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "suites/bench_ops.py"])
 print(json.dumps({"list": listed, "asv": conv2d.Conv2dForward.params[0], "collected": buf.getvalue().splitlines()}))
 '''
 
@@ -98,5 +103,5 @@ def test_a_new_file_in_impls_joins_every_suite():
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert name in got["list"]
     assert name in got["asv"]
-    assert f"suites/bench_conv.py::test_forward[{name}-resnet50.layer1.0.conv2]" in got["collected"]
-    assert f"suites/bench_conv.py::test_backward[{name}-lenet5.c3]" in got["collected"]
+    assert f"suites/bench_ops.py::test_forward[conv2d-{name}-resnet50.layer1.0.conv2]" in got["collected"]
+    assert f"suites/bench_ops.py::test_backward[conv2d-{name}-lenet5.c3]" in got["collected"]

@@ -8,6 +8,7 @@ the benchmark package.
 """
 from __future__ import annotations
 
+import abc
 import time
 from functools import lru_cache
 from typing import Any, Callable
@@ -17,55 +18,88 @@ import numpy as np
 from convbench.cases import Case, get_suite, parse_descriptor
 from convbench.registry import availability, get_impl, registered
 
-__all__ = ["OP", "BENCH_CASES", "SMALL_MACS", "impl_names", "bench_cases", "case_label", "case_from_label",
-           "get_case", "get_impl", "skip_reason", "prepared_call", "best_time", "err_ratio", "extra_info"]
+try:
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+except ImportError:  # pytest-benchmark alone: its suite skips through pytest.skip, never this
+    class SkipNotImplemented(Exception):  # type: ignore[no-redef]
+        pass
 
-OP = "conv2d"
+__all__ = ["OPS", "BENCH_CASES", "SMALL_FLOPS", "impl_names", "bench_cases", "bench_params", "case_label",
+           "case_from_label", "get_case", "get_impl", "skip_reason", "prepared_call", "best_time", "err_ratio",
+           "extra_info", "ForwardBench", "BackwardBench"]
 
-#: the asv / pytest-benchmark subset of the catalogue, by id: one case per kind of layer, each
-#: taking well under a second in NumPy so that ``asv run --quick`` stays a few minutes on 2 cores
-BENCH_CASES = (
-    "lenet5.c3",                      # small: the one naive loops run
-    "cifar10cnn.conv2",               # the course CNN
-    "resnet50.layer1.0.conv2",        # 3x3, 64 channels, 56x56
-    "resnet50.layer2.0.downsample",   # strided 1x1
-    "mobilenetv2.dw.144x56.s2",       # depthwise, strided
-    "alexnet.conv2",                  # grouped 5x5 (groups=2)
-)
+#: the asv / pytest-benchmark subset of the catalogue, per operator, by id: one case per kind of
+#: layer, each taking well under a second in NumPy so that ``asv run --quick`` stays a few minutes
+#: on 2 cores. The first case of each op is small: the one pure-Python loops run.
+BENCH_CASES = {
+    "conv2d": (
+        "lenet5.c3",                      # small: the one naive loops run
+        "cifar10cnn.conv2",               # the course CNN
+        "resnet50.layer1.0.conv2",        # 3x3, 64 channels, 56x56
+        "resnet50.layer2.0.downsample",   # strided 1x1
+        "mobilenetv2.dw.144x56.s2",       # depthwise, strided
+        "alexnet.conv2",                  # grouped 5x5 (groups=2)
+    ),
+    "conv1d": (
+        "all.at.once",                    # small: stride, padding, dilation, groups at once
+        "textcnn.k3",                     # a text CNN
+        "tcn.k3.d4",                      # dilated temporal block, 'same' padding
+        "wav2vec2.fe.conv1",              # strided speech feature encoder
+        "separable.dw.k5",                # depthwise
+    ),
+    "max_pool2d": (
+        "cifar.k2s2.c32",                 # small: the course CNN's pool
+        "resnet50.maxpool",               # 3x3 stride 2, padded
+        "alexnet.pool2",                  # overlapping 3x3 stride 2
+        "vgg16.pool1",                    # 2x2 on 224x224x64
+    ),
+    "avg_pool2d": (
+        "lenet5.s2",                      # small: LeNet's subsampling
+        "resnet50.avgpool",               # global 7x7 over 2048 channels
+        "inception_v3.mixed5b.pool",      # 3x3 stride 1, padded
+        "k2s2.c64.h112",                  # 2x2 stride 2
+    ),
+}
+OPS = tuple(BENCH_CASES)
 
-#: cases at most this many multiply-adds are "small": the only ones pure-Python loops take on,
-#: at roughly a microsecond per multiply-add
-SMALL_MACS = 1_000_000
+#: cases of at most this many FLOPs (element operations for pooling) are "small": the only ones
+#: pure-Python loops take on, at roughly a microsecond per operation
+SMALL_FLOPS = 2_000_000
 _SMALL_ONLY = frozenset({"naive"})
 
 
-def impl_names() -> list[str]:
-    """Every registered implementation of the op, available or not (unavailable ones skip).
+def impl_names(op: str = "conv2d") -> list[str]:
+    """Every registered implementation of ``op``, available or not (unavailable ones skip).
 
     Availability is resolved here, once: under asv's fork server every benchmark then inherits
     the imports an availability check makes (torch: seconds) instead of paying them per fork.
     """
-    impls = registered(OP)
+    impls = registered(op)
     for i in impls:
         availability(i)
     return [i.info.name for i in impls]
 
 
 @lru_cache(maxsize=None)
-def _catalogue() -> dict[str, Case]:
-    return {c.id: c for s in ("models", "quick", "scaling") for c in get_suite(s, OP)}
+def _catalogue(op: str) -> dict[str, Case]:
+    return {c.id: c for s in ("edge", "models", "quick", "scaling") for c in get_suite(s, op)}
 
 
-def get_case(case_id: str) -> Case:
-    """The catalogue case ``case_id`` (models, quick or scaling suite)."""
+def get_case(case_id: str, op: str = "conv2d") -> Case:
+    """The catalogue case ``case_id`` of ``op`` (edge, models, quick or scaling suite)."""
     try:
-        return _catalogue()[case_id]
+        return _catalogue(op)[case_id]
     except KeyError:
-        raise KeyError(f"case {case_id!r} is not in the models, quick or scaling suites") from None
+        raise KeyError(f"case {case_id!r} is not in the {op} edge, models, quick or scaling suites") from None
 
 
-def bench_cases() -> list[Case]:
-    return [get_case(c) for c in BENCH_CASES]
+def bench_cases(op: str = "conv2d") -> list[Case]:
+    return [get_case(c, op) for c in BENCH_CASES[op]]
+
+
+def bench_params(op: str) -> list[list[str]]:
+    """asv's ``params`` for ``op``: [implementation names, case labels]."""
+    return [impl_names(op), [case_label(c) for c in bench_cases(op)]]
 
 
 def case_label(case: Case) -> str:
@@ -74,23 +108,24 @@ def case_label(case: Case) -> str:
     return f"{case.id} {case.descriptor}"
 
 
-def case_from_label(label: str) -> Case:
+def case_from_label(label: str, op: str = "conv2d") -> Case:
     cid, _, desc = label.strip("'\"").partition(" ")
-    c = parse_descriptor(desc, OP)
+    c = parse_descriptor(desc, op)
     return Case(id=cid, params=c.params, dtype=c.dtype)
 
 
 def skip_reason(impl_name: str, case: Case, direction: str) -> str | None:
     """Why ``impl_name`` does not run ``case`` in ``direction`` here, or None when it does."""
-    impl = get_impl(impl_name, OP)
+    impl = get_impl(impl_name, case.op)
     why = availability(impl)
     if why is not None:
         return why
     why = impl.unsupported(case.params, case.dtype, direction)
     if why is not None:
         return why
-    if impl_name in _SMALL_ONLY and case.params.macs > SMALL_MACS:
-        return f"{impl_name} runs only cases of at most {SMALL_MACS:,} multiply-adds ({case.id} has {case.params.macs:,})"
+    work = case.params.flops(direction)
+    if impl_name in _SMALL_ONLY and work > SMALL_FLOPS:
+        return f"{impl_name} runs only cases of at most {SMALL_FLOPS:,} FLOPs ({case.id} {direction} has {work:,})"
     return None
 
 
@@ -110,7 +145,7 @@ def prepared_call(impl_name: str, case: Case, direction: str) -> Callable[[], An
     """
     from convbench.ops import get_op
 
-    impl = get_impl(impl_name, OP)
+    impl = get_impl(impl_name, case.op)
     op = get_op(case.op)
     data = _inputs(case)
     names = op.forward_inputs if direction == "forward" else op.backward_inputs
@@ -152,7 +187,7 @@ def err_ratio(impl_name: str, case: Case) -> float:
     from convbench.ops import get_op
     from convbench.verify import tolerance
 
-    impl = get_impl(impl_name, OP)
+    impl = get_impl(impl_name, case.op)
     op, p = get_op(case.op), case.params
     data = _inputs(case)
     y = np.asarray(impl.to_numpy(prepared_call(impl_name, case, "forward")()), np.float64)
@@ -163,9 +198,62 @@ def err_ratio(impl_name: str, case: Case) -> float:
 
 def extra_info(impl_name: str, case: Case, direction: str) -> dict[str, Any]:
     """What a timing needs to become a bench record: op, impl, case, FLOPs, bytes."""
-    info = get_impl(impl_name, OP).info
+    info = get_impl(impl_name, case.op).info
     p = case.params
     return {"op": case.op, "direction": direction, "impl": impl_name, "backend": info.backend,
             "device": info.device, "case": case.id, "descriptor": case.descriptor, "dtype": case.dtype,
             "params": case.as_dict()["params"], "count": case.count, "flops": p.flops(direction),
             "bytes_min": p.bytes_min(direction, np.dtype(case.dtype).itemsize)}
+
+
+# --- asv benchmark classes, one pair per operator (suites/asv_bench/<op>.py) ----------------------
+
+class _OpBench(abc.ABC):
+    """Setup shared by every operator's benchmarks. Abstract (no ``op``) so that asv's discovery,
+    which imports this module too, passes over it and the two classes below."""
+
+    param_names = ["impl", "case"]
+    timeout = 300
+    direction = "forward"
+
+    @property
+    @abc.abstractmethod
+    def op(self) -> str:
+        """The operator: a class attribute in each concrete benchmark."""
+
+    def setup(self, impl: str, case: str) -> None:
+        self.case = case_from_label(case, self.op)
+        why = skip_reason(impl, self.case, self.direction)
+        if why is not None:
+            raise SkipNotImplemented(why)
+        self.impl = impl
+        self.call = prepared_call(impl, self.case, self.direction)
+
+
+class ForwardBench(_OpBench):
+    """Forward: time, peak memory, GFLOP/s (element operations for pooling) and numerical error."""
+
+    def time_forward(self, impl: str, case: str) -> None:
+        self.call()
+
+    def peakmem_forward(self, impl: str, case: str) -> None:
+        self.call()
+
+    def track_gflops(self, impl: str, case: str) -> float:
+        return self.case.params.flops("forward") / best_time(self.call) / 1e9
+
+    track_gflops.unit = "GFLOP/s"  # type: ignore[attr-defined]
+
+    def track_err_ratio(self, impl: str, case: str) -> float:
+        return err_ratio(impl, self.case)
+
+    track_err_ratio.unit = "error / rounding bound"  # type: ignore[attr-defined]
+
+
+class BackwardBench(_OpBench):
+    """Backward: time of every gradient the operator has."""
+
+    direction = "backward"
+
+    def time_backward(self, impl: str, case: str) -> None:
+        self.call()

@@ -1,0 +1,365 @@
+"""Layer classes (seed-style, TinyTorch-style, ``torch.nn.Module``) as implementations of any operator.
+
+A layer is built afresh per call from the case: its constructor gets the hyperparameters it takes
+(by name, or positionally in the seeds' order), a conv layer's weights are set from the case, then
+``forward(x)`` and ``backward(dout)`` run as a training loop would call them. What the constructor
+cannot express (no ``stride`` argument, ints only) makes the cases needing it unsupported.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convbench.ops import OpParams
+from convbench.registry import Implementation
+
+__all__ = ["DataHolder", "LayerImpl", "TorchModuleImpl", "adapt_layer", "adapt_torch_module", "layer_kind"]
+
+_CONV_CTOR = {
+    "in_channels": ("in_channels", "in_ch", "c_in", "cin", "n_in", "input_channels", "in_chans", "in_planes",
+                    "inplanes", "channels_in", "num_channels", "channels"),
+    "out_channels": ("out_channels", "out_ch", "c_out", "cout", "n_out", "output_channels", "num_filters",
+                     "n_filters", "filters", "out_planes", "planes", "channels_out"),
+    "kernel_size": ("kernel_size", "kernel", "k", "ksize", "filter_size", "kernel_shape", "field_size"),
+    "stride": ("stride", "strides", "s"),
+    "padding": ("padding", "pad", "p", "pads"),
+    "dilation": ("dilation", "dilations"),
+    "groups": ("groups", "group"),
+    "bias": ("bias", "use_bias", "has_bias", "with_bias"),
+}
+_POOL_CTOR = {
+    "kernel_size": ("kernel_size", "pool_size", "pool", "size", "kernel", "k", "ksize", "window", "window_size",
+                    "pool_shape", "filter_size", "field_size"),
+    "stride": ("stride", "strides", "s"),
+    "padding": ("padding", "pad", "p", "pads"),
+    "dilation": ("dilation", "dilations"),
+    "ceil_mode": ("ceil_mode", "ceil"),
+    "count_include_pad": ("count_include_pad", "include_pad"),
+    "divisor_override": ("divisor_override",),
+}
+_WEIGHT = ("W", "weight", "weights", "w", "kernel", "filters", "K")
+_BIAS = ("b", "bias", "biases", "B")
+_GRAD_W = ("dW", "dw", "grad_W", "grad_w", "dweight", "dweights", "grad_weight", "weight_grad", "dK")
+_GRAD_B = ("db", "dB", "grad_b", "grad_B", "dbias", "grad_bias", "bias_grad")
+_PAIR_SRC = re.compile(r"(kernel_size|kernel|stride|padding|pad|ksize|pool_size|pool|size)\s*\[\s*[01]\s*\]|"
+                       r"_pair\(|isinstance\(\s*(kernel_size|kernel|stride|padding|pad|ksize|pool_size|pool|size)\s*,")
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """How one operator's layers are built: constructor names, positional order, what is required."""
+
+    op: str
+    ctor: dict[str, tuple[str, ...]]
+    order: tuple[str, ...]
+    required: tuple[str, ...]
+    has_weights: bool
+    #: ctor key -> the case features it makes supported
+    enables: dict[str, frozenset[str]]
+    #: features every layer of this kind supports
+    base: frozenset[str]
+
+
+_CONV_ENABLES = {"padding": frozenset({"padding", "padding_same"}), "stride": frozenset({"stride"}),
+                 "dilation": frozenset({"dilation"}), "groups": frozenset({"groups"})}
+_POOL_ENABLES = {"stride": frozenset({"stride", "overlapping"}), "padding": frozenset({"padding"}),
+                 "ceil_mode": frozenset({"ceil_mode"}), "dilation": frozenset({"dilation"}),
+                 "count_include_pad": frozenset({"exclude_pad"}),
+                 "divisor_override": frozenset({"divisor_override"})}
+_CONV_ORDER = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
+_KINDS = {
+    op: LayerKind(op, _CONV_CTOR, _CONV_ORDER, ("in_channels", "out_channels", "kernel_size"), True,
+                  _CONV_ENABLES, frozenset({"bias", "no_bias", "padding_valid"}))
+    for op in ("conv2d", "conv1d")
+}
+_KINDS.update({
+    op: LayerKind(op, _POOL_CTOR, ("kernel_size", "stride", "padding"), ("kernel_size",), False,
+                  _POOL_ENABLES, frozenset())
+    for op in ("max_pool2d", "avg_pool2d")
+})
+
+
+def layer_kind(op: str) -> LayerKind:
+    try:
+        return _KINDS[op]
+    except KeyError:
+        raise TypeError(f"layer classes can be adapted for {', '.join(_KINDS)}; got op={op!r}") from None
+
+
+class DataHolder:
+    """What a TinyTorch-style layer expects: an object holding the array in ``.data``."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.shape = data.shape
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self.data, dtype=dtype)
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _ctor_map(cls: type, kind: LayerKind) -> dict[str, str]:
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the constructor of {cls.__name__}: {exc}") from None
+    params = [q for q in list(sig.parameters.values())[1:] if q.kind not in (q.VAR_POSITIONAL, q.VAR_KEYWORD)]
+    mapping: dict[str, str] = {}
+    for q in params:
+        for key, aliases in kind.ctor.items():
+            if key not in mapping and q.name in aliases:
+                mapping[key] = q.name
+                break
+    named = set(mapping.values())
+    rest = [k for k in kind.order if k not in mapping]
+    for q in params:
+        if q.name in named or q.default is not q.empty:
+            continue
+        if not rest:
+            raise TypeError(f"{cls.__name__}{sig}: cannot tell what required argument {q.name!r} is")
+        mapping[rest.pop(0)] = q.name
+    for need in kind.required:
+        if need not in mapping:
+            from convbench.adapters import infer_op
+
+            named_op = infer_op(cls)
+            hint = (f"; its name says {named_op}: pass op={named_op!r} (command line: --op {named_op})"
+                    if named_op != kind.op else "")
+            raise TypeError(f"{cls.__name__}{sig} does not look like a {kind.op} layer constructor: "
+                            f"no {need}{hint}")
+    return mapping
+
+
+def _reads_data(method: Any) -> bool:
+    """Does ``method(arg)`` read ``arg.data`` (a TinyTorch-style layer)?"""
+    try:
+        names = [q for q in inspect.signature(method).parameters if q != "self"]
+    except (TypeError, ValueError):
+        return False
+    return bool(names) and re.search(rf"\b{re.escape(names[0])}\.data\b", _source(method)) is not None
+
+
+def _plain(a: Any) -> Any:
+    """The array inside a ``.data`` holder (a Tensor, a Parameter), or ``a`` itself."""
+    if a is None or isinstance(a, np.ndarray):
+        return a
+    inner = getattr(a, "data", None)
+    if inner is not None and not isinstance(inner, (memoryview, bytes)):
+        return _plain(inner) if inner is not a else inner
+    return a
+
+
+def _fit(value: np.ndarray, like: Any, where: str) -> np.ndarray:
+    """``value`` in the shape of the layer's own array (only if they differ by length-1 axes)."""
+    shape = np.shape(like) if like is not None else value.shape
+    if tuple(shape) == value.shape:
+        return value
+    if int(np.prod(shape)) == value.size and tuple(s for s in shape if s != 1) == tuple(s for s in value.shape if s != 1):
+        return value.reshape(shape)
+    raise ValueError(f"{where} has shape {tuple(shape)}, but the case needs {value.shape} "
+                     "(PyTorch layout: weight (out_channels, in_channels/groups, *kernel), bias (out_channels,))")
+
+
+def _find(obj: Any, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in vars(obj) or isinstance(getattr(type(obj), n, None), property)), None)
+
+
+def _values(p: OpParams, op: str, arg: Any, torch: bool) -> dict[str, Any]:
+    """Constructor values for every key of the op's kind; ``arg`` turns an (h, w) pair into what
+    the layer takes."""
+    if op == "conv2d":
+        pt, _, pl, _ = p.pads
+        return {"in_channels": p.c, "out_channels": p.o, "kernel_size": arg((p.kh, p.kw)),
+                "stride": arg(p.stride), "padding": p.padding if torch else arg((pt, pl)),
+                "dilation": arg(p.dilation), "groups": p.groups, "bias": p.bias}
+    if op == "conv1d":
+        return {"in_channels": p.c, "out_channels": p.o, "kernel_size": p.k, "stride": p.stride,
+                "padding": p.padding if torch else p.pads[0], "dilation": p.dilation, "groups": p.groups,
+                "bias": p.bias}
+    v = {"kernel_size": arg((p.kh, p.kw)), "stride": arg(p.stride), "padding": arg(p.padding),
+         "ceil_mode": p.ceil_mode}
+    if op == "max_pool2d":
+        v["dilation"] = arg(p.dilation)
+    else:
+        v.update(count_include_pad=p.count_include_pad, divisor_override=p.divisor_override)
+    return v
+
+
+class LayerImpl(Implementation):
+    """A layer class: built per call from the case (weights set from ``w``/``b`` for a conv), then
+    ``forward``/``backward``.
+
+    Parameters
+    ----------
+    cls : type
+        The layer class.
+    ctor : dict
+        Constructor argument name for each hyperparameter it takes (``in_channels``, ``kernel_size``,
+        ``stride``, ``padding``, ...).
+    pairs : bool
+        The constructor takes (h, w) pairs (else only ints: non-square cases are unsupported).
+    op : str
+        The operator it implements.
+    """
+
+    def __init__(self, cls: type, ctor: dict[str, str], pairs: bool, op: str = "conv2d") -> None:
+        self.cls, self.ctor, self.pairs, self.op = cls, ctor, pairs, op
+        self.kind = layer_kind(op)
+        self.wrap_in = _reads_data(cls.forward)
+        self.wrap_dout = hasattr(cls, "backward") and _reads_data(cls.backward)
+        self.tensor_cls = getattr(inspect.getmodule(cls), "Tensor", None)
+
+    def _arg(self, v: tuple[int, int]) -> Any:
+        return v if (self.pairs and v[0] != v[1]) else v[0]
+
+    def _build(self, p: OpParams, w: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
+        values = _values(p, self.op, self._arg, torch=False)
+        layer = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
+        if not self.kind.has_weights:
+            return layer
+        wname = _find(layer, _WEIGHT)
+        if wname is None:
+            raise AttributeError(f"{self.cls.__name__} has no weight attribute (looked for {', '.join(_WEIGHT)})")
+        self._assign(layer, wname, w.copy())
+        bname = _find(layer, _BIAS)
+        if bname is not None and getattr(layer, bname) is not None and not isinstance(getattr(layer, bname), bool):
+            self._assign(layer, bname, b.copy() if b is not None else np.zeros(p.o, w.dtype))
+        elif b is not None:
+            raise AttributeError(f"{self.cls.__name__} has no bias attribute (looked for {', '.join(_BIAS)})")
+        return layer
+
+    @staticmethod
+    def _assign(layer: Any, name: str, value: np.ndarray) -> None:
+        cur = getattr(layer, name)
+        if cur is not None and not isinstance(cur, np.ndarray) and hasattr(cur, "data"):
+            cur.data = _fit(value, _plain(cur), f"{type(layer).__name__}.{name}.data")
+        else:
+            setattr(layer, name, _fit(value, cur, f"{type(layer).__name__}.{name}"))
+
+    def _wrap(self, a: np.ndarray) -> Any:
+        if self.tensor_cls is not None and isinstance(self.tensor_cls, type):
+            try:
+                t = self.tensor_cls(a)
+                if _plain(t) is not None:
+                    return t
+            except Exception:  # a Tensor class that does not take an array: fall back
+                pass
+        return DataHolder(a)
+
+    def forward(self, p: OpParams, x: np.ndarray, *wb: np.ndarray | None) -> Any:
+        layer = self._build(p, *wb)
+        return _plain(layer.forward(self._wrap(x) if self.wrap_in else x))
+
+    def backward(self, p: OpParams, dy: np.ndarray, x: np.ndarray, *w: np.ndarray) -> tuple[Any, ...]:
+        if self.kind.has_weights:
+            # the bias does not change the gradients: zeros stand in for it
+            layer = self._build(p, w[0], None if not p.bias else np.zeros(p.o, w[0].dtype))
+        else:
+            layer = self._build(p)
+        layer.forward(self._wrap(x) if self.wrap_in else x)
+        dx = _plain(layer.backward(self._wrap(dy) if self.wrap_dout else dy))
+        if not self.kind.has_weights:
+            return (dx,)
+        dw = self._grad(layer, _GRAD_W, _WEIGHT)
+        db = self._grad(layer, _GRAD_B, _BIAS) if p.bias else None
+        shp = p.shapes()
+        dw = None if dw is None else _fit(np.asarray(dw), np.empty(shp["grad_weight"]), "the weight gradient")
+        if db is not None:
+            db = _fit(np.asarray(db), np.empty(shp["grad_bias"]), "the bias gradient")
+        return dx, dw, db
+
+    def _grad(self, layer: Any, grad_names: tuple[str, ...], param_names: tuple[str, ...]) -> Any:
+        for n in grad_names:
+            if hasattr(layer, n) and getattr(layer, n) is not None:
+                return _plain(getattr(layer, n))
+        for n in param_names:
+            g = getattr(getattr(layer, n, None), "grad", None)
+            if g is not None:
+                return _plain(g)
+        raise AttributeError(f"{self.cls.__name__}.backward left no gradient in any of "
+                             f"{', '.join(grad_names)} or {param_names[0]}.grad")
+
+
+def _features(kind: LayerKind, ctor: dict[str, str], pairs: bool) -> frozenset[str]:
+    f = set(kind.base)
+    for key in ctor:
+        f |= kind.enables.get(key, frozenset())
+    if pairs:
+        f.add("rectangular")
+    return frozenset(f)
+
+
+def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
+    """A :class:`LayerImpl` for a layer class of ``op``, with the features its constructor can express."""
+    kind = layer_kind(op)
+    ctor = _ctor_map(cls, kind)
+    # conv1d has one spatial axis: nothing is rectangular
+    pairs = op != "conv1d" and bool(_PAIR_SRC.search(_source(cls)))
+    directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
+    return LayerImpl(cls, ctor, pairs, op), {
+        "op": op, "backend": "numpy", "directions": directions, "features": _features(kind, ctor, pairs),
+        "description": f"layer class {cls.__module__}.{cls.__qualname__}"}
+
+
+# --- torch.nn.Module -------------------------------------------------------------------------------
+
+class TorchModuleImpl(LayerImpl):
+    """A ``torch.nn.Module`` layer class: weights set from the case, gradients through autograd."""
+
+    def __init__(self, cls: type, ctor: dict[str, str], op: str = "conv2d") -> None:
+        super().__init__(cls, ctor, pairs=True, op=op)
+        self.wrap_in = self.wrap_dout = False
+
+    def _module(self, p: OpParams, w: np.ndarray | None, b: np.ndarray | None, dtype: np.dtype) -> Any:
+        import torch
+
+        values = _values(p, self.op, lambda v: v, torch=True)
+        m = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
+        m = m.to(torch.float64 if dtype == np.float64 else torch.float32)
+        if self.kind.has_weights:
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                if getattr(m, "bias", None) is not None:
+                    m.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)) if b is not None else torch.zeros_like(m.bias))
+        return m
+
+    def forward(self, p: OpParams, x: np.ndarray, *wb: np.ndarray | None) -> Any:
+        import torch
+
+        m = self._module(p, *(wb or (None, None)), dtype=x.dtype)
+        with torch.no_grad():
+            return m(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    def backward(self, p: OpParams, dy: np.ndarray, x: np.ndarray, *w: np.ndarray) -> tuple[Any, ...]:
+        import torch
+
+        m = self._module(p, w[0] if w else None, None, dtype=x.dtype)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+        m(xt).backward(torch.from_numpy(np.ascontiguousarray(dy)))
+        if not self.kind.has_weights:
+            return (xt.grad.numpy(),)
+        db = m.bias.grad.numpy() if p.bias and getattr(m, "bias", None) is not None else None
+        return xt.grad.numpy(), m.weight.grad.numpy(), db
+
+
+def adapt_torch_module(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
+    """A :class:`TorchModuleImpl` for a ``torch.nn.Module`` class (or an instance: its class)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    kind = layer_kind(op)
+    ctor = _ctor_map(cls, kind)
+    f = set(_features(kind, ctor, pairs=op != "conv1d"))
+    if kind.has_weights and "padding" in ctor:
+        f.add("asymmetric_padding")  # torch pads 'same' with an even kernel on one side itself
+    return TorchModuleImpl(cls, ctor, op), {
+        "op": op, "backend": "torch", "directions": {"forward", "backward"}, "features": frozenset(f),
+        "description": f"torch module {cls.__module__}.{cls.__qualname__}"}

@@ -1,0 +1,25 @@
+"""conv1d under asv: time, peak memory, GFLOP/s and numerical error per (implementation, case).
+
+Thin on purpose: the pairs come from the registry and the catalogue (``_common``), data is built
+in ``setup`` from a fixed seed, and each benchmark makes exactly one call. What an implementation
+cannot run here (unavailable, unsupported case, naive loops on a large case) raises
+``SkipNotImplemented`` with the reason. The module's name is the operator: the results reader
+(:func:`reports.external.read_asv_results`) takes it from there.
+"""
+from __future__ import annotations
+
+from . import _common as common
+
+__all__ = ["Conv1dForward", "Conv1dBackward"]
+
+_PARAMS = common.bench_params("conv1d")
+
+
+class Conv1dForward(common.ForwardBench):
+    op = "conv1d"
+    params = _PARAMS
+
+
+class Conv1dBackward(common.BackwardBench):
+    op = "conv1d"
+    params = _PARAMS
