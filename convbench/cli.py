@@ -23,7 +23,8 @@ class UsageError(Exception):
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--op", default="conv2d", help="operator (default conv2d)")
+    p.add_argument("--op", default=None,
+                   help="operator (default: the one the --impl objects implement, else conv2d)")
     p.add_argument("--impl", action="append", metavar="SPEC",
                    help="implementation: NAME, path/to/file.py:OBJ or pkg.module:OBJ (repeatable; default all)")
     p.add_argument("--suite", action="append", metavar="S", help="suite of cases (repeatable)")
@@ -79,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _selection(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
     from convbench.cases import cases_from
     from convbench.ops import get_op
-    from convbench.registry import resolve_impls
+    from convbench.registry import load_impl, resolve_impls
 
+    if args.op is None:  # a pooling layer class names its operator itself
+        args.op = load_impl(args.impl[0]).info.op if args.impl else "conv2d"
     get_op(args.op)
     cases = cases_from(args.op, args.suite, args.case)
     impls = resolve_impls(args.impl, args.op)

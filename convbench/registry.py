@@ -333,7 +333,10 @@ def _adapt_and_register(obj: Any, op: str | None, name: str, spec: str) -> Any:
             obj = obj()
     if hasattr(obj, "info") and isinstance(getattr(obj, "info"), ImplInfo):
         return obj
-    inst, info = adapt(obj, op=op)
+    try:
+        inst, info = adapt(obj, op=op)
+    except TypeError as exc:  # a usage error of the spec, not a bug of the harness
+        raise ParamError(f"impl {spec!r}: {exc}") from None
     name = _snake(name)
     register(inst, name=name, spec=spec, isolate=True, replace=True, **info)
     return inst

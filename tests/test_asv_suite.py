@@ -37,7 +37,10 @@ def test_params_are_every_registered_impl_by_the_asv_subset(op):
     fwd, bwd = OP_CLASSES[op]
     impls, cases = fwd.params
     assert fwd.op == bwd.op == op
-    assert impls == [i.info.name for i in registry.registered(op)]
+    # every shipped family is a parameter (other tests in this process may register more later)
+    shipped = [i.info.name for i in registry.registered(op) if type(i).__module__.startswith("impls.")]
+    assert [n for n in impls if n in shipped] == shipped
+    assert set(impls) <= {i.info.name for i in registry.registered(op)}
     assert {"naive", "stride_tricks", "torch_cpu", "torch_cuda"} <= set(impls)
     assert [c.split()[0] for c in cases] == list(common.BENCH_CASES[op])
     assert bwd.params == fwd.params

@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from convbench.cli import main
+
+LAYERS = Path(__file__).parent / "seed_layers" / "course_layers.py"
 
 
 def run_cli(*args, **kw):
@@ -54,3 +57,15 @@ def test_usage_errors_exit_2_with_the_bad_value(args, fragment, capsys, tmp_path
 def test_argparse_usage_error_exits_2():
     out = run_cli("check", "--no-such-flag")
     assert out.returncode == 2 and "unrecognized arguments" in out.stderr
+
+
+def test_the_operator_comes_from_the_layer_when_op_is_not_given(capsys):
+    spec = f"{LAYERS}:MaxPool2D"
+    assert main(["check", "--impl", spec, "--case", "n2c3h8w8k2"]) == 0
+    assert "max_pool2d" in capsys.readouterr().out
+
+
+def test_a_layer_that_cannot_be_the_named_op_is_a_usage_error(capsys):
+    assert main(["check", "--op", "conv2d", "--impl", f"{LAYERS}:MaxPool2D"]) == 2
+    err = capsys.readouterr().err
+    assert "--op max_pool2d" in err and "Traceback" not in err

@@ -133,7 +133,7 @@ def test_bad_specs_are_named(spec, fragment):
 
 
 def test_object_that_cannot_be_adapted_is_a_type_error():
-    with pytest.raises(TypeError, match="cannot adapt"):
+    with pytest.raises(ParamError, match="cannot adapt"):
         load_impl("convbench.cases:Case")
 
 
