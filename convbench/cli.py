@@ -189,16 +189,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     from convbench.registry import registered
     from convbench.verify import format_report, run_checks
 
+    from convbench.measure.machine import fingerprint, machine_record, peaks
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ops = args.op or [o for o in op_names() if registered(o)]
+    # the peaks are measured afresh: % of peak must not rest on a measurement cached while the
+    # machine was busy
+    fp = fingerprint()
+    machine = machine_record(fp, peaks(fp, refresh=True))
     t0 = time.perf_counter()
     check_records: list[dict[str, Any]] = []
     bench_path = out / "bench.jsonl"
     if bench_path.exists():  # a fresh run: records of an earlier run would be mixed in
         bench_path.unlink()
     for i, op in enumerate(ops):
-        impls = registered(op)
+        # the baseline first in each case: if the budget runs short, it is the last to go
+        impls = sorted(registered(op), key=lambda m: m.info.name != "torch_cpu")
         print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
         recs = run_checks(impls, get_suite("edge", op))
         check_records += recs
@@ -208,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         share = args.budget / (len(ops) - i) if args.budget else None
         spent = time.perf_counter()
         print(f"== {op}: benchmarking the quick suite (budget {share:.0f} s)", flush=True)
-        run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False)
+        run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False,
+                  machine=machine)
         args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
     _write_json(out / "check.json", check_records)
     frame = reports.load([bench_path])
