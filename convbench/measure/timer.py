@@ -80,7 +80,7 @@ def _block(fn: Callable[[], Any], number: int, sync: Callable[[], None] | None,
 
 def time_call(fn: Callable[[], Any], *, sync: Callable[[], None] | None = None, budget_s: float = 1.0,
               min_time_s: float = 0.2, min_block_s: float = 2e-4, rel_iqr: float = 0.02,
-              min_samples: int = 7, max_samples: int = 1000, warmup: int = 1,
+              min_samples: int = 7, max_samples: int = 1000, warmup: int = 1, warmup_s: float = 0.1,
               clock: Callable[[], float] = time.perf_counter, events: Callable[[], Any] | None = None) -> Timing:
     """Time ``fn()``: per-call seconds, median, min and IQR.
 
@@ -109,6 +109,12 @@ def time_call(fn: Callable[[], Any], *, sync: Callable[[], None] | None = None, 
     warmup : int
         Untimed-for-statistics calls first: caches, allocator pools, lazy initialisation and
         BLAS thread start-up belong to the first call only.
+    warmup_s : float
+        Keep warming up (calling, untimed) this long, at most a quarter of the budget. The
+        previous measurement's library may still have threads spinning for the cores: OpenBLAS's
+        and OpenMP's workers busy-wait up to ~0.1 s after their last parallel region, and on a
+        2-core machine torch's first calls after a NumPy GEMM were seen 5-50x slow in 4 ms
+        scheduler quanta until they gave up the cores.
     clock : callable
         Seconds as a float (``time.perf_counter``); tests inject a mock clock.
     events : callable, optional
@@ -135,6 +141,9 @@ def time_call(fn: Callable[[], Any], *, sync: Callable[[], None] | None = None, 
     # primitives, a JIT): when there is room, a second call decides
     if first >= (budget_s - (clock() - t_start)) / 2 and budget_s - (clock() - t_start) >= 1.2 * first:
         first = _block(fn, 1, sync, clock, events)
+    settle, calls = min(warmup_s, budget_s / 4), 0
+    while clock() - t_start + first <= settle and calls < 10_000:
+        first, calls = _block(fn, 1, sync, clock, events), calls + 1
     warmup_s = clock() - t_start
     remaining = budget_s - warmup_s
     # a call that alone takes most of the budget: its one timing is all there will be
