@@ -9,7 +9,7 @@ from scipy import stats
 
 from reports._load import sweep_of
 
-__all__ = ["fit_power", "scaling_table", "cliffs", "cliff_sentences", "CLIFF_RATIO"]
+__all__ = ["fit_power", "fit_power_within", "scaling_table", "cliffs", "cliff_sentences", "CLIFF_RATIO"]
 
 #: a rise in time per FLOP between neighbouring sizes of a sweep that counts as a cliff; smaller
 #: steps are within what timer noise and BLAS blocking changes do to a steady implementation
@@ -39,6 +39,43 @@ def fit_power(x: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def fit_power_within(x: np.ndarray, t: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Fit ``t = a_g * x**k``: one exponent, an intercept per group (per sweep).
+
+    Along each sweep the shape family is fixed and only one dimension grows, so a common slope
+    with per-sweep intercepts measures how cost grows with work without mixing in how cost per
+    FLOP differs between families (pure-Python loops pay per output element, so a 1x1 kernel costs
+    more per FLOP than a 3x3 one at any size). Groups with a single point carry no slope
+    information and are left out. Confidence interval: Student t on n - p degrees of freedom.
+    """
+    x, t, groups = np.asarray(x, float), np.asarray(t, float), np.asarray(groups, object)
+    keep = (x > 0) & (t > 0) & np.isfinite(x) & np.isfinite(t)
+    x, t, groups = x[keep], t[keep], groups[keep]
+    names, counts = np.unique(groups, return_counts=True)
+    multi = [g for g, c in zip(names, counts) if c >= 2]
+    sel = np.isin(groups, multi)
+    x, t, groups = x[sel], t[sel], groups[sel]
+    n, p = len(x), 1 + len(multi)
+    out: dict[str, Any] = {"points": n, "exponent": np.nan, "stderr": np.nan, "ci_low": np.nan,
+                           "ci_high": np.nan, "r2": np.nan, "intercept": np.nan}
+    if not multi or np.ptp(np.log(x)) == 0:
+        return out
+    design = np.column_stack([np.log(x)] + [(groups == g).astype(float) for g in multi])
+    y = np.log(t)
+    coef, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    tss = float(((y - y.mean()) ** 2).sum())
+    out.update(exponent=float(coef[0]), intercept=float(np.mean(coef[1:])),
+               r2=float(1 - (resid ** 2).sum() / tss) if tss > 0 else np.nan)
+    dof = n - p
+    if dof >= 1 and rank == p:
+        cov = float((resid ** 2).sum() / dof) * np.linalg.inv(design.T @ design)
+        se = float(np.sqrt(cov[0, 0]))
+        half = float(stats.t.ppf(0.975, dof) * se)
+        out.update(stderr=se, ci_low=coef[0] - half, ci_high=coef[0] + half)
+    return out
+
+
 def _with_sweeps(ok: pd.DataFrame) -> pd.DataFrame:
     sw = ok["case"].map(sweep_of)
     return ok.assign(sweep_dim=sw.map(lambda s: s[0] if s else None), sweep_val=sw.map(lambda s: s[1] if s else np.nan))
@@ -47,19 +84,22 @@ def _with_sweeps(ok: pd.DataFrame) -> pd.DataFrame:
 def scaling_table(cases: pd.DataFrame) -> pd.DataFrame:
     """Fits per machine x op x implementation x direction x dtype.
 
-    Against ``flops``: over the scaling suite's cases where the records hold any (shapes of one
-    family, so the exponent measures the implementation), otherwise over every case present (then
-    the exponent mixes shape effects in, and ``source`` says so). Against each swept dimension of
+    Against ``flops``: over the scaling suite's cases where the records hold any, one exponent
+    with an intercept per sweep (:func:`fit_power_within`), otherwise over every case present
+    (then the exponent mixes shape effects in, and ``source`` says so). Against each swept dimension of
     the scaling suite (case ids ``scale.<dim>.<value>``): time against that dimension's value.
     """
     ok = _with_sweeps(cases[(cases["status"] == "ok") & (cases["t_median_s"] > 0)])
     rows = []
     for key, g in ok.groupby(_GROUP, sort=True):
         sweep = g[g["sweep_dim"].notna()]
-        src = sweep if len(sweep) >= 2 else g
-        fit = fit_power(src["flops"].to_numpy(), src["t_median_s"].to_numpy())
-        rows.append({**dict(zip(_GROUP, key)), "against": "flops",
-                     "source": "scaling suite" if src is sweep else "all cases present", **fit})
+        within = (fit_power_within(sweep["flops"].to_numpy(), sweep["t_median_s"].to_numpy(),
+                                   sweep["sweep_dim"].to_numpy()) if len(sweep) >= 2 else {"points": 0})
+        if within["points"] >= 2:
+            fit, source = within, "scaling suite, within sweeps"
+        else:
+            fit, source = fit_power(g["flops"].to_numpy(), g["t_median_s"].to_numpy()), "all cases present"
+        rows.append({**dict(zip(_GROUP, key)), "against": "flops", "source": source, **fit})
         for dim, s in sweep.groupby("sweep_dim"):
             fit = fit_power(s["sweep_val"].to_numpy(), s["t_median_s"].to_numpy())
             rows.append({**dict(zip(_GROUP, key)), "against": str(dim), "source": f"scale.{dim}.*", **fit})

@@ -183,12 +183,26 @@ def test_fit_two_points_has_no_interval_and_one_point_no_fit():
     assert np.isnan(fit_power([5], [1])["exponent"])
 
 
+def test_within_sweep_fit_separates_growth_from_per_family_cost():
+    """Two sweeps, linear in FLOPs, one 3x dearer per FLOP: the pooled slope is 1, a plain fit is not."""
+    from reports._scaling import fit_power_within
+
+    x = np.array([1e6, 2e6, 4e6, 8e6, 1e6, 2e6, 4e6])
+    t = np.array([1, 2, 4, 8, 3, 6, 12]) * 1e-3 * np.array([1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99])
+    g = np.array(["batch"] * 4 + ["kernel"] * 3)
+    fit = fit_power_within(x, t, g)
+    assert abs(fit["exponent"] - 1) < 0.02 and fit["ci_low"] < 1 < fit["ci_high"] and fit["points"] == 7
+    assert abs(fit_power(x, t)["exponent"] - 1) > 0.1
+    lone = fit_power_within(x[:5], t[:5], np.array(["batch"] * 4 + ["kernel"]))  # a lone point says nothing
+    assert lone["points"] == 4
+
+
 def test_naive_scaling_suite_exponent_within_tenth_of_one():
     """Synthetic naive records over a scaling sweep (time = a * FLOPs + noise)."""
     f = frame_from_records(bench_records(impls=("naive",), cases=QUICK[:2] + scaling_cases(), noise=0.05, seed=3))
     fits = scaling_table(case_table(f))
     row = fits[(fits.impl == "naive") & (fits.against == "flops") & (fits.direction == "forward")].iloc[0]
-    assert row["source"] == "scaling suite" and row["points"] == 10
+    assert row["source"] == "scaling suite, within sweeps" and row["points"] == 10
     assert abs(row["exponent"] - 1) < 0.1
     hw = fits[(fits.impl == "naive") & (fits.against == "hw") & (fits.direction == "forward")].iloc[0]
     assert abs(hw["exponent"] - 2) < 0.1  # FLOPs grow with h*w
