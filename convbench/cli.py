@@ -27,7 +27,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="operator (default: the one the --impl objects implement, else conv2d)")
     p.add_argument("--impl", action="append", metavar="SPEC",
                    help="implementation: NAME, path/to/file.py:OBJ or pkg.module:OBJ (repeatable; default all)")
-    p.add_argument("--suite", action="append", metavar="S", help="suite of cases (repeatable)")
+    p.add_argument("--suite", action="append", metavar="S",
+                   help="suite of cases (repeatable; default: edge for check, quick for bench)")
     p.add_argument("--case", action="append", metavar="D",
                    help="one case as a descriptor, e.g. n8c64h56w56o64k3s1p1 (repeatable)")
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def _selection(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any], list[Any]]:
     from convbench.cases import cases_from
     from convbench.ops import get_op
     from convbench.registry import load_impl, resolve_impls
@@ -85,7 +86,7 @@ def _selection(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
     if args.op is None:  # a pooling layer class names its operator itself
         args.op = load_impl(args.impl[0]).info.op if args.impl else "conv2d"
     get_op(args.op)
-    cases = cases_from(args.op, args.suite, args.case)
+    cases = cases_from(args.op, args.suite, args.case, default=default_suite)
     impls = resolve_impls(args.impl, args.op)
     if not impls:
         raise UsageError(f"no {args.op} implementation is registered")
@@ -106,7 +107,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    impls, cases = _selection(args)
+    # checking wants small cases that cover every parameter: the edge suite
+    impls, cases = _selection(args, "edge")
     from convbench.verify import format_report, run_checks
 
     records = run_checks(impls, cases, timeout=args.timeout)
@@ -126,7 +128,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.budget is not None and args.budget <= 0:
         raise UsageError(f"--budget must be > 0 seconds, got {args.budget}")
-    impls, cases = _selection(args)
+    impls, cases = _selection(args, "quick")
     from convbench.measure.bench import format_summary, run_bench
 
     records = run_bench(impls, cases, out=Path(args.out) if args.out else None, budget=args.budget,
