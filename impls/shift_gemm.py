@@ -1,17 +1,27 @@
-"""conv2d as implicit GEMM: channels-last data, one GEMM per kernel tap over a shifted view."""
+"""conv2d as implicit GEMM: channel-major stride phases, one GEMM per kernel row over a shifted window."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, register
-from impls._fast_common import from_phases, gemm, geometry, single_thread_blas, to_phases
+from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, scratch,
+                                single_thread_blas, strided_gemm, to_phases)
 
 __all__ = ["ShiftGemmConv2d", "grad_weight"]
 
+_POOL = None   # two threads for split-K weight gradients, made on first use
+_MIN_HW = 100   # 1x1 per image on NCHW from this many pixels; below, one batched GEMM (measured)
+_COMPACT = 1.4   # padded-width columns per real output above which windows are compacted
+_PER = 8192   # images per chunk: as many as fit this many phase pixels (measured)
+
 
 def grad_weight(p: Conv2dParams, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_weight`` alone, one GEMM per tap (used by winograd's backward)."""
+    """``grad_weight`` alone (used by winograd's backward): one GEMM per kernel row."""
+    if _fast(p, x.dtype):
+        return _backward_gemm(p, dy, x, None)[1]
     return _backward(p, dy, x, None)[1]
 
 
@@ -57,30 +67,285 @@ def _backward(p: Conv2dParams, dy: np.ndarray, x: np.ndarray,
     return dx, dw, db
 
 
+def _cn_phases(p: Conv2dParams, g, x: np.ndarray, tag: str) -> np.ndarray:
+    """NCHW ``x`` -> zero-padded channel-major phases ``(phases, C, rows+extra)``: copies whose
+    inner runs are whole image rows, far cheaper than a channels-last transpose."""
+    out = scratch(tag, (len(g.phases), p.c, g.rows + g.extra), x.dtype, zero=True)
+    for k, (a, b) in enumerate(g.phases):
+        iq, jq, rs, cs = phase_ranges(p, a, b)
+        out[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq] = x[:, :, rs, cs].transpose(1, 0, 2, 3)
+    return out
+
+
+def _from_cn_phases(p: Conv2dParams, g, ph: np.ndarray) -> np.ndarray:
+    """The adjoint of :func:`_cn_phases`: phases -> NCHW, padding dropped."""
+    covered = len(g.phases) == p.stride[0] * p.stride[1]
+    dx = (np.empty if covered else np.zeros)((p.n, p.c, p.h, p.w), ph.dtype)
+    for k, (a, b) in enumerate(g.phases):
+        iq, jq, rs, cs = phase_ranges(p, a, b)
+        dx[:, :, rs, cs] = ph[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq].transpose(1, 0, 2, 3)
+    return dx
+
+
+def _row_operands(p: Conv2dParams, g, ph: np.ndarray, tag: str) -> list[tuple[np.ndarray, int]]:
+    """Per kernel row ``u``: (buffer ``(G, cg*kw, L)`` with rows ``(ci, v)``, column offset).
+
+    The ``kw`` taps of a kernel row differ only by a column shift of the phase image, so one
+    buffer per row phase holds them stacked along the inner dimension; kernel row ``u`` is then
+    the column window ``[off_u, off_u + m)`` of it: ``kh`` GEMMs with ``K = kw*C/g`` instead of
+    ``kh*kw`` with ``K = C/g``, for ``kw`` copies of the input."""
+    (sh, sw), (dh, dw) = p.stride, p.dilation
+    G, cg = p.groups, p.c // p.groups
+    bufs: dict[int, np.ndarray] = {}
+    out = []
+    for u in range(p.kh):
+        a, ru = (u * dh) % sh, (u * dh) // sh
+        if a not in bufs:
+            us = [uu for uu in range(p.kh) if (uu * dh) % sh == a]
+            width = max((uu * dh // sh) * g.wq for uu in us) + g.m
+            ks = [g.phases.index((a, (v * dw) % sw)) for v in range(p.kw)]
+            cvs = [(v * dw) // sw for v in range(p.kw)]
+            if p.kw == 1 and cvs[0] == 0:
+                bufs[a] = ph[ks[0]].reshape(G, cg, -1)
+            else:
+                buf = scratch(f"{tag}{a}", (G, cg, p.kw, width), ph.dtype)
+                for v in range(p.kw):
+                    buf[:, :, v] = ph[ks[v], :, cvs[v]:cvs[v] + width].reshape(G, cg, width)
+                bufs[a] = buf.reshape(G, p.kw * cg, width)
+        out.append((bufs[a], ru * g.wq))
+    return out
+
+
+def _compact(p: Conv2dParams, g, buf: np.ndarray, off: int, tag: str) -> np.ndarray:
+    """Kernel-row window ``buf[:, :, off:off+m]`` with only the real outputs' columns kept:
+    ``(G, K, n*OH*OW)`` contiguous."""
+    oh, ow = p.out_hw
+    G, K = buf.shape[:2]
+    s0, s1, s2 = buf.strides
+    src = np.lib.stride_tricks.as_strided(buf[:, :, off:], (G, K, p.n, oh, ow),
+                                          (s0, s1, g.hq * g.wq * s2, g.wq * s2, s2), writeable=False)
+    out = scratch(tag, (G, K, p.n * oh * ow), buf.dtype)
+    out.reshape(G, K, p.n, oh, ow)[...] = src
+    return out
+
+
+def _row_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
+    """``(G, kh, O/g, C/g*kw)``: kernel row ``u`` of every filter as a GEMM operand, columns
+    ``(c, v)``. Copied with each kernel row's ``kw`` values as one opaque item: NumPy moved
+    3-float runs element by element at half the speed (10 ms for a 512x512x3x3 kernel)."""
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    item = np.dtype((np.void, p.kw * w.itemsize))
+    wt = scratch("fwt", (G, p.kh, og, cg * p.kw), w.dtype)
+    src = np.ascontiguousarray(w).view(item).reshape(G, og, cg, p.kh)
+    np.copyto(wt.view(item).reshape(G, p.kh, og, cg), src.transpose(0, 3, 1, 2))
+    return wt
+
+
+def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+             out: np.ndarray | None = None) -> np.ndarray:
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    oh, ow = p.out_hw
+    if (p.kh, p.kw, p.stride, p.pads, G) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+        # 1x1: already a GEMM per image on NCHW as it is, no layout change at all
+        y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
+        np.matmul(w.reshape(p.o, p.c), x.reshape(p.n, p.c, p.h * p.w), out=y.reshape(p.n, p.o, oh * ow))
+        if b is not None:
+            y += b.reshape(p.o, 1, 1)
+        return y
+    g = geometry(p)
+    per = max(1, _PER // (g.hq * g.wq))
+    if p.n > per:
+        # a few images at a time when images are large: buffers stay in cache (measured 25 %
+        # faster at 56x56), while small images keep the whole batch for long GEMMs
+        y = np.empty((p.n, p.o) + p.out_hw, x.dtype) if out is None else out
+        for i in range(0, p.n, per):
+            j = min(p.n, i + per)
+            _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j])
+        return y
+    rows = _row_operands(p, g, _cn_phases(p, g, x, "fph"), "frow")
+    wt = _row_weights(p, w)
+    if g.rows > _COMPACT * p.n * oh * ow:
+        # small images: most of the padded-width columns would be thrown away (65 % extra flops
+        # at 7x7), so copy each kernel row's window down to the real outputs first
+        ys = scratch("fys", (G, og, p.n * oh * ow), x.dtype)
+        for u, (buf, off) in enumerate(rows):
+            cmp = _compact(p, g, buf, off, "fcmp")
+            for gi in range(G):
+                strided_gemm(wt[gi, u], cmp[gi], ys[gi], beta=1.0 if u else 0.0)
+        src = ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3)
+    else:
+        ys = scratch("fys", (G, og, g.rows), x.dtype)
+        for gi in range(G):
+            for u, (buf, off) in enumerate(rows):
+                strided_gemm(wt[gi, u], buf[gi, :, off:off + g.m], ys[gi, :, :g.m], beta=1.0 if u else 0.0)
+        src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
+    y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
+    if b is not None:
+        np.add(src, b.reshape(p.o, 1, 1), out=y)
+    else:
+        np.copyto(y, src)
+    return y
+
+
+def _transposed_params(p: Conv2dParams) -> Conv2dParams | None:
+    """For stride 1, grad_input is a forward conv of ``dy`` with the flipped kernel: its params,
+    or None where that needs negative or asymmetric padding."""
+    if p.stride != (1, 1):
+        return None
+    pt, pb, pl, pr = p.pads
+    (dh, dw) = p.dilation
+    ph_, pw_ = dh * (p.kh - 1) - pt, dw * (p.kw - 1) - pl
+    if pt != pb or pl != pr or ph_ < 0 or pw_ < 0:
+        return None
+    oh, ow = p.out_hw
+    return Conv2dParams(n=p.n, c=p.o, h=oh, w=ow, o=p.c, kh=p.kh, kw=p.kw, stride=(1, 1),
+                        padding=(ph_, pw_), dilation=p.dilation, groups=p.groups, bias=False)
+
+
+def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray | None
+                   ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    oh, ow = p.out_hw
+    db = dy.sum(axis=(0, 2, 3)) if p.bias else None
+    if (p.kh, p.kw, p.stride, p.pads, G) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and w is not None:
+        # 1x1: per image dW += dy[n] @ x[n]^T and dx[n] = W^T @ dy[n] on NCHW as it is
+        hw = p.h * p.w
+        d3, x3 = dy.reshape(p.n, p.o, hw), x.reshape(p.n, p.c, hw)
+        dw = _sum_gemms([(d3[i], x3[i].T) for i in range(p.n)], (p.o, p.c), dy.dtype)
+        dx = np.matmul(w.reshape(p.o, p.c).T, d3).reshape(p.n, p.c, p.h, p.w)
+        return dx, dw.reshape(p.o, p.c, 1, 1), db
+    g = geometry(p)
+    ph = _cn_phases(p, g, x, "bph")
+    dys = scratch("bdys", (G, og, g.rows), dy.dtype, zero=True)
+    dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow] = dy.transpose(1, 0, 2, 3)
+    dwt = scratch("bdwt", (G, p.kh, og, cg * p.kw), dy.dtype)
+    rows = _row_operands(p, g, ph, "brow")
+    # dY @ window^T: its (O, C*kw) result needs only kernel rows moved to reach (O, C, kh, kw);
+    # the transposed product ran a little faster but then cost a 20 ms channel transpose
+    _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
+                    for gi in range(G) for u, (buf, off) in enumerate(rows)])
+    dw = np.ascontiguousarray(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4)).reshape(
+        p.o, cg, p.kh, p.kw)
+    if w is None:
+        return None, dw, db
+    pt = _transposed_params(p)
+    if pt is not None:
+        wf = w.reshape(G, og, cg, p.kh, p.kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        dx = _forward(pt, np.ascontiguousarray(dy), np.ascontiguousarray(wf).reshape(p.c, og, p.kh, p.kw), None)
+        return dx, dw, db
+    wtt = np.ascontiguousarray(w.reshape(G, og, cg, p.kh, p.kw).transpose(0, 3, 4, 2, 1))
+    dph = scratch("bdph", ph.shape, ph.dtype, zero=True)
+    if cg < 64 and p.kw > 1:
+        # few input channels (the stem): one GEMM per kernel row with ``kw*C`` output rows, then
+        # ``kw`` shifted adds, instead of ``kw`` GEMMs with only ``C`` output rows each
+        t = scratch("bt", (p.kw * cg, g.m), dy.dtype)
+        wr = wtt.reshape(G, p.kh, p.kw * cg, og)
+        for gi in range(G):
+            for u in range(p.kh):
+                strided_gemm(wr[gi, u], dys[gi, :, :g.m], t)
+                for v in range(p.kw):
+                    _, _, k, off = g.taps[u * p.kw + v]
+                    dph[k, gi * cg:(gi + 1) * cg, off:off + g.m] += t[v * cg:(v + 1) * cg]
+        return _from_cn_phases(p, g, dph), dw, db
+    for gi in range(G):
+        for u, v, k, off in g.taps:
+            strided_gemm(wtt[gi, u, v], dys[gi, :, :g.m], dph[k, gi * cg:(gi + 1) * cg, off:off + g.m], beta=1.0)
+    return _from_cn_phases(p, g, dph), dw, db
+
+
+def _split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """``c = a @ b`` for each job, the long inner dimension split in two halves run on two Python
+    threads with one-thread BLAS each (ctypes drops the GIL), then added. OpenBLAS's own threading
+    of a small-output, long-``K`` GEMM (a weight gradient) was several times slower than this.
+    A sum split in two is still a sum of the same products: exact on small integers."""
+    global _POOL
+    if all(c.size >= 32768 for _, _, c in jobs) or min(a.shape[1] for a, _, _ in jobs) < 4096:
+        # a big enough output is threaded well by BLAS itself (measured: faster than the split)
+        for a, b, c in jobs:
+            strided_gemm(a, b, c)
+        return
+    with single_thread_blas():
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=2)
+        parts = [np.empty_like(c) for _, _, c in jobs]
+
+        def half(i: int, lo: int, hi: int, out: np.ndarray) -> None:
+            a, b, _ = jobs[i]
+            strided_gemm(a[:, lo:hi], b[lo:hi], out)
+
+        futs = []
+        for i, (a, _, c) in enumerate(jobs):
+            k = a.shape[1] // 2
+            futs.append(_POOL.submit(half, i, 0, k, c))
+            futs.append(_POOL.submit(half, i, k, a.shape[1], parts[i]))
+        for f in futs:
+            f.result()
+        for (_, _, c), extra in zip(jobs, parts):
+            c += extra
+
+
+def _sum_gemms(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int], dtype) -> np.ndarray:
+    """``sum a @ b`` over ``pairs``: two halves on two Python threads with one-thread BLAS each
+    when the output is small (OpenBLAS threads a small output badly), else in turn with BLAS
+    threads, accumulating in place (``beta=1``). Exact on small integers: a sum of products."""
+    global _POOL
+    out = np.empty(shape, dtype)
+    if out.size >= 32768 or len(pairs) < 2:
+        for i, (a, b) in enumerate(pairs):
+            strided_gemm(a, b, out, beta=1.0 if i else 0.0)
+        return out
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2)
+    other = np.empty(shape, dtype)
+    half = len(pairs) // 2
+
+    def run(chunk: list[tuple[np.ndarray, np.ndarray]], acc: np.ndarray) -> None:
+        for i, (a, b) in enumerate(chunk):
+            strided_gemm(a, b, acc, beta=1.0 if i else 0.0)
+
+    with single_thread_blas():
+        futs = [_POOL.submit(run, pairs[:half], out), _POOL.submit(run, pairs[half:], other)]
+        for f in futs:
+            f.result()
+    out += other
+    return out
+
+
+def _fast(p: Conv2dParams, dtype) -> bool:
+    return not (p.c // p.groups == 1 and p.groups > 1) and np.dtype(dtype) in (np.float32, np.float64)
+
+
 @register(op="conv2d", name="shift_gemm", backend="numpy", device="cpu", exact=True, algorithm="direct",
-          description="implicit GEMM: NHWC stride phases, one BLAS GEMM per kernel tap on a shifted "
-                      "contiguous view, accumulated in place (beta=1); no patch matrix")
+          description="implicit GEMM: channel-major stride phases, kw taps stacked per kernel row, one "
+                      "BLAS GEMM per kernel row on a shifted window, accumulated in place (beta=1)")
 class ShiftGemmConv2d(Implementation):
-    """Implicit GEMM: no patch matrix, ``kh*kw`` GEMMs over shifted views of one NHWC copy.
+    """Implicit GEMM: ``kh`` GEMMs over shifted windows of a ``kw``-tap buffer, no patch matrix.
 
-    The padded input is copied once to channels-last and split into ``sh*sw`` stride phases (one
-    phase for stride 1), each flattened to ``(rows, C)``. For kernel tap ``(u, v)`` the rows every
-    output needs are one contiguous slice of one phase, at a fixed row offset, so the tap is one
-    GEMM ``(rows, C/g) @ (C/g, O/g)`` on a *view*, accumulated into the output by BLAS itself
-    (``beta=1``, no temporary). Outputs are computed over the full phase width and the columns past
-    ``OW`` cropped: a few percent more flops (``(Wp)/OW``) buys operands that need no copy.
+    The padded input is copied to channel-major ``(C, N*Hq*Wq)`` stride phases (one phase for
+    stride 1). The ``kw`` taps of a kernel row differ by a column shift, so one buffer per row phase
+    stacks them along the inner dimension (``kw`` copies of the input); kernel row ``u`` is one
+    column window of it, so the forward is ``kh`` GEMMs ``W_u (O/g, C/g*kw) @ window`` accumulated
+    by BLAS itself (``beta=1``) through their leading dimension, no further copy. Outputs are
+    computed over the full phase width and the columns past ``OW`` cropped (small images compact the
+    windows first). Unpadded 1x1 stride-1 layers are a GEMM per image on NCHW as given.
 
-    Backward reuses the layout: ``grad_weight[u, v] = view^T @ dY`` (one GEMM per tap), and
-    ``grad_input`` scatters ``dY @ W[u, v]^T`` into the same shifted view of a zero phase buffer
-    (one accumulating GEMM per tap), then folds the phases back to NCHW. ``dY`` is laid out
-    with zeros at the thrown-away positions, so they contribute nothing.
+    Backward reuses the buffers: ``grad_weight`` is one GEMM ``dY @ window^T`` per kernel row;
+    ``grad_input`` is the forward on ``dY`` with the flipped kernel for stride 1, else scattered into
+    shifted windows of a zero phase buffer and folded back to NCHW. ``dY`` is laid out with zeros at
+    the thrown-away positions, so they contribute nothing.
 
-    Depthwise layers (one input channel per group) use broadcast multiply-adds on the same views,
-    since a GEMM with inner dimension 1 is all overhead. Every output is a plain sum of products,
-    so small-integer inputs give bit-exact results.
+    Depthwise layers (one input channel per group) and dtypes other than float32/float64 use the
+    channels-last per-tap code with broadcast multiply-adds. Every output is a plain sum of
+    products, so small-integer inputs give bit-exact results. See docs/fast-algorithms.md.
     """
 
     def forward(self, p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if _fast(p, x.dtype):
+            return _forward(p, x, w, b)
         g = geometry(p)
         G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
         oh, ow = p.out_hw
@@ -111,6 +376,6 @@ class ShiftGemmConv2d(Implementation):
 
     def backward(self, p: Conv2dParams, dy: np.ndarray, x: np.ndarray,
                  w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        dx, dw, db = _backward(p, dy, x, w)
+        dx, dw, db = (_backward_gemm if _fast(p, x.dtype) else _backward)(p, dy, x, w)
         assert dx is not None
         return dx, dw, db
