@@ -18,7 +18,6 @@ import numpy as np
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, get_impl, register
-from impls._fast_common import waste
 
 __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
 
@@ -34,6 +33,10 @@ _FFT_RATE = 3e9
 _CGEMM_EFF = 0.5
 _BW = 8e9
 _EINSUM_PENALTY = 1.5
+# what this NumPy Winograd's transforms cost beyond its arithmetic: on ResNet-50's 3x3 layers
+# (suites/perf_resnet50.py, 2026-11-22) it ran 4-10x slower than shift_gemm, where the
+# multiplications alone would rank it first
+_WINOGRAD_OVERHEAD = 6.0
 
 
 def _gemm_s(flops: float, k: int) -> float:
@@ -50,7 +53,8 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
     passes = 1 if direction == "forward" else 2
     k2 = p.kh * p.kw
     if name == "shift_gemm":
-        s = _gemm_s(conv * (1 + waste(p)), cg) + (3 * nx + 3 * ny) * item / _BW
+        # one GEMM per kernel row, its taps side by side: inner dimension kw*C/g
+        s = _gemm_s(conv, cg * p.kw) + (p.kw * nx + 3 * ny) * item / _BW
         if cg == 1 and p.groups > 1:
             s = conv * 4 / _BW * item   # broadcast multiply-adds: memory bound
         return passes * s
@@ -62,6 +66,7 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
     if name == "winograd":
         tiles_out = p.n * (-(-oh // 2)) * (-(-ow // 2))
         s = _gemm_s(conv * 16 / 36, cg) + 16 * tiles_out * (cg * p.groups + p.o) * 2 * item / _BW
+        s *= _WINOGRAD_OVERHEAD
         if direction != "forward":
             s = s + cost_model("shift_gemm", p, dtype, "forward")   # grad_weight is direct
         return s
