@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - scipy is a dependency; NumPy alone sti
     _blas = None
 
 __all__ = ["single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
-           "to_phases", "from_phases", "waste"]
+           "to_phases", "from_phases"]
 
 
 _CONTROLLER = None
@@ -66,7 +66,7 @@ class Geometry:
     ``(n*Hq*Wq + extra, channels)``. Kernel tap ``(u, v)`` then reads, for *all* outputs at once,
     the contiguous rows ``off .. off+m`` of one phase: output ``(n, i, j)`` lives at row
     ``n*Hq*Wq + i*Wq + j`` and its tap at ``+ off``. Rows with ``j >= OW`` or ``i >= OH`` are
-    computed and thrown away: the price of a contiguous GEMM operand (``waste``).
+    computed and thrown away: the price of a contiguous GEMM operand.
     """
 
     hq: int
@@ -134,13 +134,6 @@ def from_phases(p: Conv2dParams, g: Geometry, ph: np.ndarray, groups: int) -> np
         view = ph[k, :, :g.rows].reshape(groups, p.n, g.hq, g.wq, cg)
         dx[:, :, :, rs, cs] = view[:, :, iq, jq, :].transpose(1, 0, 4, 2, 3)
     return dx.reshape(p.n, p.c, p.h, p.w)
-
-
-def waste(p: Conv2dParams) -> float:
-    """Fraction of GEMM rows computed beyond the real outputs."""
-    g = geometry(p)
-    oh, ow = p.out_hw
-    return g.m / (p.n * oh * ow) - 1.0
 
 
 def log2(n: int) -> float:
