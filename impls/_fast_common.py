@@ -3,6 +3,7 @@ geometry of the shifted-view (implicit GEMM) formulation of a strided, dilated, 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ try:  # BLAS with beta: accumulate in place instead of matmul into a temporary a
 except ImportError:  # pragma: no cover - scipy is a dependency; NumPy alone still works
     _blas = None
 
-__all__ = ["single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
+__all__ = ["pool", "workers", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
            "to_phases", "from_phases"]
 
 
@@ -36,6 +37,35 @@ def single_thread_blas():
         import contextlib
 
         return contextlib.nullcontext()
+
+
+_POOL = None
+
+
+def pool():
+    """The shared executor of the fast families' Python worker threads (made on first use).
+    NumPy's ufuncs and BLAS through ctypes release the GIL, so two threads run two cores."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    return _POOL
+
+
+def workers() -> int:
+    """Threads the element-wise work may use: as many as the BLAS pool has now, so that
+    ``--threads N`` (threadpoolctl) bounds this code as it bounds BLAS."""
+    global _CONTROLLER
+    try:
+        if _CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+        blas = [c for c in _CONTROLLER.lib_controllers if c.user_api == "blas"]
+        return max(1, min(c.num_threads for c in blas)) if blas else 1
+    except Exception:  # pragma: no cover - threadpoolctl is a dependency
+        return 1
 
 
 def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) -> None:

@@ -33,10 +33,9 @@ _FFT_RATE = 3e9
 _CGEMM_EFF = 0.5
 _BW = 8e9
 _EINSUM_PENALTY = 1.5
-# what this NumPy Winograd's transforms cost beyond its arithmetic: on ResNet-50's 3x3 layers
-# (suites/perf_resnet50.py, 2026-11-22) it ran 4-10x slower than shift_gemm, where the
-# multiplications alone would rank it first
-_WINOGRAD_OVERHEAD = 6.0
+# Winograd's transforms: element-wise NumPy passes (each reads two operands and writes one) over
+# the input and output phases; the count follows impls/winograd.py
+_WINOGRAD_PASSES = 24
 
 
 def _gemm_s(flops: float, k: int) -> float:
@@ -64,9 +63,13 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
         s *= passes * (1 + (direction != "forward"))   # col2im / adjoint views: one more pass each
         return s * (_EINSUM_PENALTY if name == "stride_tricks" else 1.0)
     if name == "winograd":
-        tiles_out = p.n * (-(-oh // 2)) * (-(-ow // 2))
-        s = _gemm_s(conv * 16 / 36, cg) + 16 * tiles_out * (cg * p.groups + p.o) * 2 * item / _BW
-        s *= _WINOGRAD_OVERHEAD
+        # 16 GEMMs (O/g, C/g) @ (C/g, N*Hq*Wq) over tile grids one row and column larger than the
+        # output's, the transforms' passes, the phase copies in and out (with the layout of
+        # impls/winograd.py these ranked ResNet-50's four 3x3 stride-1 layers as measured on
+        # 2026-11-22 within 0.3 of the measured time ratio to shift_gemm)
+        span = p.n * (-(-oh // 2) + 1) * (-(-ow // 2) + 1)
+        s = (_gemm_s(2.0 * 16 * span * p.o * cg, cg)
+             + (_WINOGRAD_PASSES * 3 * span * (p.c + p.o) + 2 * (nx + ny)) * item / _BW)
         if direction != "forward":
             s = s + cost_model("shift_gemm", p, dtype, "forward")   # grad_weight is direct
         return s

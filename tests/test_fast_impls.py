@@ -232,3 +232,44 @@ def test_fastest_choice_is_recorded_by_the_bench_layer():
     runner = type("R", (), {"run_id": "t", "machine": {}, "threads": None})()
     rec = bench._base(runner, impl, case, "forward")
     assert rec["choice"] == impl.choice(case.params, "float32", "forward")
+
+
+@pytest.mark.parametrize("pads,groups", [((3, 1), 1), (0, 2), (2, 3), ("same", 6)],
+                         ids=["pad-over-2", "valid-groups", "pad2-groups", "same-depthwise"])
+def test_winograd_paddings_and_groups(pads, groups):
+    """Odd sizes, a pad above 2 (grad_input then crops ``dy``), groups and depthwise, against
+    torch float64 within the documented bound, forward and grad_input."""
+    p = Conv2dParams(n=2, c=6, h=7, w=10, o=6 if groups == 6 else 12, kh=3, kw=3, groups=groups,
+                     padding=pads, bias=True)
+    inp = OP.make_inputs(p, "float32", seed=5)
+    impl = get_impl("winograd")
+    y, dx, dw, db = _run(impl, p, inp)
+    ry, rdx, rdw, rdb = _torch(p, inp["x"], inp["w"], inp["b"], inp["dy"])
+    assert y.shape == ry.shape and dx.shape == rdx.shape and dw.shape == rdw.shape
+    assert np.abs(y - ry).max() <= winograd_bound(p, "float32", "forward", inp)
+    assert np.abs(dx - rdx).max() <= winograd_bound(p, "float32", "grad_input", inp)
+    assert np.allclose(dw, rdw, rtol=1e-4, atol=1e-4) and np.allclose(db, rdb, rtol=1e-4, atol=1e-4)
+
+
+def test_workers_follow_the_blas_thread_limit():
+    """``--threads 1`` (threadpoolctl) must hold the element-wise worker threads to one too."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _fast_common.workers() == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert _fast_common.workers() == 2
+
+
+def test_winograd_transforms_split_across_workers(monkeypatch):
+    """The spans of a long transform cover it exactly once, whether one or two workers run them."""
+    from impls import winograd
+
+    for nw in (1, 2):
+        monkeypatch.setattr(winograd, "workers", lambda nw=nw: nw)
+        seen = np.zeros(winograd._PARALLEL + 12345, np.int64)
+
+        def mark(lo, hi):
+            seen[lo:hi] += 1
+        winograd._chunked(seen.size, mark)
+        assert (seen == 1).all()
