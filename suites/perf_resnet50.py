@@ -120,7 +120,7 @@ def _geomean(xs: list[float]) -> float:
 
 def _paired(fns: list[Any], budget: float, rounds: int = 3) -> list[float]:
     """Median seconds of each of ``fns``, timed in alternation (``rounds`` rounds, each a short
-    measurement of every one in turn): a drift of the machine then moves all of them alike, so
+    measurement of every one in turn, ``budget`` seconds per function in all): a drift of the machine then moves all of them alike, so
     their ratio holds even when this VM's speed changes by 10-20 % from one minute to the next."""
     per: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
@@ -153,10 +153,11 @@ def run(cases: list[Case], impls: list[str], directions: list[str], budget: floa
                         fns[name] = _call(impl, case, d, inputs)
                 # one call each first: an implementation far behind torch_cpu has that call as its figure
                 firsts = {name: _once(fn) for name, fn in fns.items()}
-                slow = {n for n, t in firsts.items() if "torch_cpu" in firsts and t > slow_factor * firsts["torch_cpu"]}
+                slow = {n for n, t in firsts.items()
+                        if n != "torch_cpu" and "torch_cpu" in firsts and t > slow_factor * firsts["torch_cpu"]}
                 timed = [n for n in fns if n not in slow]
                 # the rest in alternation, so that this VM's drift moves every ratio to torch_cpu alike
-                medians = dict(zip(timed, _paired([fns[n] for n in timed], budget * len(timed))))
+                medians = dict(zip(timed, _paired([fns[n] for n in timed], budget)))
                 for name in fns:
                     if name in slow:
                         mine.append(_record(name, case, d, firsts[name], "ok", "single call (slow)"))

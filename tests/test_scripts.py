@@ -1,0 +1,87 @@
+"""The repo's measurement scripts: the method benchmark and the ResNet-50 performance benchmark.
+
+Their figures are machine-dependent and live in the README; here the mechanics are tested on tiny
+inputs: what they time, pair and report, not how fast anything is.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convbench.cases import Case
+from convbench.ops.conv2d import Conv2dParams
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", SUITES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_method_benchmark_reports_ratio_and_spreads(tmp_path, monkeypatch, capsys):
+    mb = _load("method_benchmark")
+    a = np.ones(64)
+    monkeypatch.setattr(mb, "operations", lambda: [("tiny add", lambda: a + a)])
+    monkeypatch.setattr(mb, "torch_median", lambda fn, threads: 2e-6)   # a fixed reference
+    meds = iter([1e-6, 3e-6, 2e-6])
+    monkeypatch.setattr(mb, "convbench_median", lambda fn: (next(meds), 0.01))
+    out = tmp_path / "mb.json"
+    assert mb.main(["--reps", "3", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["convbench_medians_s"] == [1e-6, 3e-6, 2e-6]
+    assert row["ratio"] == pytest.approx(1.0)                   # median 2us / 2us
+    assert row["convbench_spread"] == pytest.approx(1.0)        # (3 - 1) / 2
+    assert row["paired_ratio_spread"] == pytest.approx(1.0)     # ratios 0.5, 1.5, 1.0
+    assert "paired" in capsys.readouterr().out
+
+
+def test_method_benchmark_rejects_one_repetition():
+    mb = _load("method_benchmark")
+    with pytest.raises(SystemExit):
+        mb.main(["--reps", "1"])
+
+
+def test_paired_timing_alternates():
+    """Every function is timed once per round, in turn: a drift of the machine hits all alike."""
+    perf = _load("perf_resnet50")
+    order: list[str] = []
+    fns = [lambda: order.append("a"), lambda: order.append("b")]
+    perf._paired(fns, budget=0.06, rounds=3)
+    # each round times a (calls) then b (calls): the sequence switches from a to b and back
+    switches = sum(1 for x, y in zip(order, order[1:]) if x != y)
+    assert order[0] == "a" and switches == 5
+
+
+def test_perf_run_pairs_fastest_with_the_best_single(tmp_path):
+    perf = _load("perf_resnet50")
+    case = Case(id="tiny.3x3", params=Conv2dParams(n=1, c=4, h=6, w=6, o=4, kh=3, kw=3, padding=1),
+                dtype="float32")
+    out = tmp_path / "perf.jsonl"
+    recs = perf.run([case], ["shift_gemm", "winograd"], ["forward"], budget=0.02, slow_factor=1e9, out=out)
+    by = {r["impl"]: r for r in recs}
+    assert set(by) == {"torch_cpu", "shift_gemm", "winograd", "fastest"}
+    fast = by["fastest"]
+    best = min(("shift_gemm", "winograd"), key=lambda n: by[n]["t_median_s"])
+    assert fast["choice"] == best == fast["best_single"]
+    assert fast["vs_best_single"] == pytest.approx(fast["t_median_s"] / fast["best_single_paired_s"])
+    assert len(out.read_text().splitlines()) == 4
+    text = perf.report(recs, [case], ["shift_gemm", "winograd"], ["forward"], peak=100.0)
+    assert "geometric mean" in text and "timed in alternation" in text
+
+
+def test_perf_run_marks_hopeless_implementations_by_one_call(tmp_path):
+    perf = _load("perf_resnet50")
+    case = Case(id="tiny.5x5", params=Conv2dParams(n=1, c=2, h=8, w=8, o=2, kh=5, kw=5), dtype="float32")
+    recs = perf.run([case], ["fft", "winograd"], ["forward"], budget=0.02, slow_factor=0.0, out=None)
+    by = {r["impl"]: r for r in recs}
+    assert by["winograd"]["status"] == "skipped" and "3x3" in by["winograd"]["reason"]
+    assert by["fft"]["reason"] == "single call (slow)"
