@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["SCHEMA_VERSION", "append", "read", "done_keys", "record_key"]
+__all__ = ["budget_skipped", "SCHEMA_VERSION", "append", "read", "done_keys", "record_key"]
 
 #: version of the bench record format (DESIGN.md "Bench record"); bumped on incompatible changes
 SCHEMA_VERSION = 1
@@ -102,6 +102,19 @@ def record_key(rec: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
             str(rec.get("direction")), str(rec.get("dtype")))
 
 
+def budget_skipped(rec: dict[str, Any]) -> bool:
+    """Whether ``rec`` was skipped for time (an estimate over its share, or the budget spent), a
+    decision of that run's budget rather than a fact about the implementation."""
+    if rec.get("status") != "skipped":
+        return False
+    if rec.get("budget_skip"):
+        return True
+    reason = str(rec.get("reason", ""))
+    return reason.startswith("est. ") or reason.startswith("budget spent")
+
+
 def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, ...]]:
-    """Keys of the records a resumed run need not repeat (status ok, skipped or error)."""
-    return {record_key(r) for r in records if r.get("status") in DONE_STATUSES}
+    """Keys of the records a resumed run need not repeat: status ok, error, or skipped for a reason
+    that holds whatever the budget (unsupported, unavailable). Items skipped for time, timeouts
+    and crashes are tried again."""
+    return {record_key(r) for r in records if r.get("status") in DONE_STATUSES and not budget_skipped(r)}

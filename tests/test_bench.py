@@ -254,3 +254,24 @@ def test_memory_is_measured_on_every_case_when_traced_calls_fit():
     recs = _run([f], clock=clock, budget=100.0, directions=("forward",))
     assert recs[0]["mem_method"] == "tracemalloc"
     assert all(r["peak_mem_bytes"] is not None for r in recs)
+
+
+def test_resume_retries_items_skipped_for_time_but_not_unsupported_ones(tmp_path):
+    """A budget skip is that run's decision: a resumed run (with its own budget) decides again;
+    an unsupported case stays done."""
+    clock = MockClock()
+    out = tmp_path / "r.jsonl"
+    f = FakeConv(clock, "fake_a")
+    first = _run([f], clock=clock, out=out, directions=("forward",))
+    base = first[0]
+    store.append(out, dict(base, case="c.est", descriptor="n1c2h5w5o2k3", status="skipped",
+                           reason="est. 41 min > budget 10 s", budget_skip=True))
+    store.append(out, dict(base, case="c.old", descriptor="n1c2h5w5o2k3", status="skipped",
+                           reason="budget spent (0 us left for this case)"))   # an older record: no flag
+    store.append(out, dict(base, case="c.uns", descriptor="n1c2h5w5o2k3", status="skipped",
+                           reason="no groups"))
+    done = store.done_keys(store.read(out))
+    cases = {k[2] for k in done}
+    assert "c.uns" in cases and "c.est" not in cases and "c.old" not in cases
+    assert store.budget_skipped({"status": "skipped", "reason": "est. 3 s > budget 1 s"})
+    assert not store.budget_skipped({"status": "ok", "reason": "est. 3 s > budget 1 s"})

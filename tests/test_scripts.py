@@ -73,6 +73,7 @@ def test_perf_run_pairs_fastest_with_the_best_single(tmp_path):
     best = min(("shift_gemm", "winograd"), key=lambda n: by[n]["t_median_s"])
     assert fast["choice"] == best == fast["best_single"]
     assert fast["vs_best_single"] == pytest.approx(fast["t_median_s"] / fast["best_single_paired_s"])
+    assert fast["vs_torch"] == pytest.approx(fast["t_median_s"] / fast["torch_paired_s"])
     assert len(out.read_text().splitlines()) == 4
     text = perf.report(recs, [case], ["shift_gemm", "winograd"], ["forward"], peak=100.0)
     assert "geometric mean" in text and "timed in alternation" in text

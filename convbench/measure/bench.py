@@ -279,13 +279,15 @@ class _Runner:
         share = self.budget.share()
         if self.budget.limited:
             if share < MIN_SHARE_S:
-                rec.update(status="skipped", reason=f"budget spent ({format_seconds(share)} left for this case)")
+                rec.update(status="skipped", budget_skip=True,
+                           reason=f"budget spent ({format_seconds(share)} left for this case)")
                 return rec
             est = self._predict(impl, case, direction, rec["flops"], self.budget.share())
             share = self.budget.share()  # what the probes left
             rec["t_est_s"] = est
             if est is not None and est > share:
-                rec.update(status="skipped", reason=f"est. {format_seconds(est)} > budget {format_seconds(share)}")
+                rec.update(status="skipped", budget_skip=True,
+                           reason=f"est. {format_seconds(est)} > budget {format_seconds(share)}")
                 return rec
             # one call that takes most of the share leaves no time for the separate memory call
             memory = est is None or est * 2 <= share
@@ -362,7 +364,9 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
     threads : int, optional
         BLAS and torch threads for the run (recorded either way).
     resume : bool
-        Skip the items ``out`` already holds with status ok, skipped or error.
+        Skip the items ``out`` already holds with status ok or error, or skipped for a reason other
+        than time (:func:`convbench.store.done_keys`); items skipped for the budget are re-decided
+        under this run's budget.
     progress : bool, optional
         Draw a progress bar (default: when stderr is a terminal).
     directions : tuple of str
