@@ -14,6 +14,7 @@ minute, only figures taken side by side can be divided by each other.
 Usage::
 
     .venv/bin/python suites/perf_resnet50.py [--quick] [--native-blas] [--out FILE.jsonl]
+    .venv/bin/python suites/perf_resnet50.py --model all --batch 1    # the whole models suite
 
 ``--native-blas`` re-executes this script with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
 removed from its environment, so OpenBLAS picks the kernel for the CPU it finds (never used by
@@ -45,9 +46,13 @@ _QUICK = ("resnet50.layer1.0.conv2", "resnet50.layer2.1.conv2", "resnet50.layer3
           "resnet50.layer1.1.conv1", "resnet50.layer2.0.downsample")
 
 
-def resnet50_cases(batch: int = 8, quick: bool = False) -> list[Case]:
-    """ResNet-50's distinct conv layers (the ``models`` suite, tag ``model:resnet50``) at ``batch``."""
-    cases = [c.with_batch(batch) for c in get_suite("models") if "model:resnet50" in c.tags]
+def resnet50_cases(batch: int = 8, quick: bool = False, model: str = "resnet50") -> list[Case]:
+    """ResNet-50's distinct conv layers (the ``models`` suite, tag ``model:resnet50``) at ``batch``;
+    ``model`` picks another model of the suite by its tag, or ``all`` for the whole suite."""
+    cases = [c.with_batch(batch) for c in get_suite("models") if model == "all" or f"model:{model}" in c.tags]
+    if not cases:
+        models = sorted({t[6:] for c in get_suite("models") for t in c.tags if t.startswith("model:")})
+        raise SystemExit(f"--model must be one of {', '.join(models)} or all, got {model!r}")
     if quick:
         cases = [c for c in cases if c.id in _QUICK]
     return cases
@@ -90,8 +95,10 @@ def _once(fn: Any) -> float:
 def _time(fn: Any, budget: float) -> float:
     """Median seconds per call, after a warm-up (convbench's timer when present)."""
     try:
+        from convbench.measure.bench import park_blas_threads
         from convbench.measure.timer import time_call
 
+        park_blas_threads()   # no OpenBLAS worker left spinning by the implementation before
         return time_call(fn, budget_s=budget, min_samples=3, min_time_s=0.0).median
     except ImportError:
         fn()  # warm-up: thread pools, page faults, first-call caches
@@ -241,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", action="append", choices=NUMPY_IMPLS, help="NumPy implementations (default: all)")
     ap.add_argument("--direction", action="append", choices=("forward", "backward"))
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--model", default="resnet50",
+                    help="another model of the models suite (vgg16, mobilenetv2, ...) or 'all' (default resnet50)")
     ap.add_argument("--budget", type=float, default=None, help="timing budget per call, seconds")
     ap.add_argument("--out", type=Path, help="append the records (JSON lines) to this file")
     args = ap.parse_args(argv)
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv2], env)
     impls = args.impl or list(NUMPY_IMPLS)
     directions = args.direction or ["forward", "backward"]
-    cases = resnet50_cases(args.batch, args.quick)
+    cases = resnet50_cases(args.batch, args.quick, args.model)
     budget = args.budget or (0.3 if args.quick else 2.0)
     print(f"BLAS: {blas_description()}")
     import torch
@@ -258,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
           f"{'mkldnn' if torch.backends.mkldnn.is_available() else 'no mkldnn'}")
     peak = _peak_gflops()
-    print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s; {len(cases)} layers, batch {args.batch}, float32")
+    print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s; {len(cases)} layers of {args.model}, batch {args.batch}, "
+          f"float32")
     records = run(cases, impls, directions, budget, slow_factor=8.0 if args.quick else 20.0, out=args.out)
     print(report(records, cases, impls, directions, peak))
     return 0

@@ -275,3 +275,25 @@ def test_resume_retries_items_skipped_for_time_but_not_unsupported_ones(tmp_path
     assert "c.uns" in cases and "c.est" not in cases and "c.old" not in cases
     assert store.budget_skipped({"status": "skipped", "reason": "est. 3 s > budget 1 s"})
     assert not store.budget_skipped({"status": "ok", "reason": "est. 3 s > budget 1 s"})
+
+
+def test_blas_threads_are_parked_before_each_measurement(monkeypatch):
+    """measure_one parks OpenBLAS's spinning workers first; BLAS works and keeps its thread count
+    after being parked (the workers start again on the next threaded call)."""
+    from threadpoolctl import threadpool_info
+
+    from convbench.measure import bench as bench_mod
+
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    n = bench_mod.park_blas_threads()
+    assert n == len(before)
+    a = np.random.default_rng(0).standard_normal((300, 300))
+    assert np.allclose(a @ np.eye(300), a)
+    after = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    assert after == before
+
+    calls = []
+    monkeypatch.setattr(bench_mod, "park_blas_threads", lambda: calls.append(1) or 0)
+    clock = MockClock()
+    _run([FakeConv(clock, "fake_park")], clock=clock, directions=("forward",), cases=CASES[:1])
+    assert calls, "measure_one did not park the BLAS threads"

@@ -19,10 +19,10 @@ from typing import Any, Callable, Iterator
 
 from convbench import store
 from convbench.measure.budget import PROBE_FLOPS, Budget, RateBook, format_seconds, probe_params
-from convbench.measure.memory import peak_extra_bytes, workspace_bytes
+from convbench.measure.memory import FIXED_COST_S, peak_extra_bytes, workspace_bytes
 from convbench.measure.timer import time_call
 
-__all__ = ["run_bench", "measure_one", "format_summary", "thread_limits", "DIRECTIONS"]
+__all__ = ["run_bench", "measure_one", "format_summary", "thread_limits", "park_blas_threads", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward")
 #: seconds one item's timer may use when there is no budget, or a generous one
@@ -49,6 +49,41 @@ def _calls(impl: Any, case: Any, direction: str, seed: int = 0) -> Callable[[], 
     fn = impl.forward if direction == "forward" else impl.backward
     impl.sync()
     return lambda: fn(p, *native)
+
+
+_OPENBLAS: dict[str, Any] = {}
+
+
+def park_blas_threads() -> int:
+    """Stop OpenBLAS's worker threads (``blas_thread_shutdown_``), in every OpenBLAS loaded.
+
+    After a GEMM, OpenBLAS's workers busy-wait for the next one (up to ~0.1 s). On a machine
+    with as many cores as threads, a library measured next (torch's OpenMP pool) then finds a core
+    taken: its parallel regions wait for the scheduler's tick, and a 30 us call was timed at 8 ms
+    (a calibration probe of torch_cpu right after stride_tricks: 8 of 37 runs slow, none with the
+    workers parked). OpenBLAS starts the workers again on its next threaded call; the timer's
+    warm-up absorbs that. Returns the number of libraries parked.
+    """
+    try:
+        import ctypes
+
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():   # ~1 ms; libraries loaded since the last call are found
+            path = info.get("filepath")
+            if info.get("internal_api") == "openblas" and path and path not in _OPENBLAS:
+                fn = getattr(ctypes.CDLL(path), "blas_thread_shutdown_", None)
+                if fn is not None:
+                    fn.restype = ctypes.c_int
+                _OPENBLAS[path] = fn
+    except Exception:  # no threadpoolctl, an unloadable library: nothing to park
+        pass
+    parked = 0
+    for fn in _OPENBLAS.values():
+        if fn is not None:
+            fn()
+            parked += 1
+    return parked
 
 
 def _events_for(impl: Any) -> Callable[[], Any] | None:
@@ -101,6 +136,7 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     clock = clock or time.perf_counter
     t0 = clock()
     call = _calls(impl, case, direction)
+    park_blas_threads()  # every measurement starts with no other library's threads spinning
     out: dict[str, Any] = {"peak_mem_bytes": None, "mem_method": None}
     # timing first: its warm-up absorbs lazy initialisation (oneDNN primitives, FFT plans), which
     # would otherwise make the memory call look like the implementation's cost
@@ -115,8 +151,13 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     if memory:
         # a traced call is slower than a timed one: tracemalloc intercepts every allocation, ~3x
         # for NumPy code, ~20x for pure-Python loops that allocate a float object per product
-        cost = mem_slowdown * t.median
-        if budget_s - (clock() - t0) >= cost or cost < 0.02:
+        method = ("cuda_allocator" if getattr(impl.info, "device", "cpu") == "cuda" else
+                  "torch_profiler" if impl.info.backend == "torch" else "tracemalloc")
+        traced = mem_slowdown * t.median
+        cost = traced + FIXED_COST_S[method]
+        # a cheap traced call is always made: a peak left blank costs the report more than the
+        # tracer's fixed start-up (at most ~0.1 s) costs the budget
+        if budget_s - (clock() - t0) >= cost or traced < 0.02:
             spent: list[float] = []
 
             def traced() -> Any:
@@ -293,7 +334,9 @@ class _Runner:
             memory = est is None or est * 2 <= share
         else:
             memory = True
-        slow = self.mem_slowdown.get(impl.info.name, 20.0)
+        # until measured: the profiler adds little per torch call; tracemalloc up to ~20x on
+        # pure-Python loops that allocate an object per product
+        slow = self.mem_slowdown.get(impl.info.name, 2.0 if impl.info.backend == "torch" else 20.0)
         status, res = self._measure(impl, case, direction, budget_s=min(share, MAX_ITEM_S), memory=memory,
                                     mem_slowdown=slow)
         if status != "ok":
