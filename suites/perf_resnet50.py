@@ -139,8 +139,9 @@ def _paired(fns: list[Any], budget: float, rounds: int = 3) -> list[float]:
 
 def run(cases: list[Case], impls: list[str], directions: list[str], budget: float, slow_factor: float,
         out: Path | None) -> list[dict[str, Any]]:
-    """Time every implementation on every case; then ``fastest``, choosing from the records this run
-    has made so far, timed in alternation with the best single implementation of that case."""
+    """Time every implementation on every case, in alternation; then ``fastest``, choosing from the
+    records this run has made so far, timed in alternation with the best single implementation of
+    that case and torch_cpu."""
     from impls.fastest import FastestConv2d
 
     op = get_op("conv2d")
