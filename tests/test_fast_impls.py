@@ -273,3 +273,23 @@ def test_winograd_transforms_split_across_workers(monkeypatch):
             seen[lo:hi] += 1
         winograd._chunked(seen.size, mark)
         assert (seen == 1).all()
+
+
+def test_fastest_binds_its_choice_once_per_call_signature(monkeypatch):
+    """No registry lookup per call once a signature is bound (it cost 10-25 % of a 0.1 ms layer);
+    a new signature is still decided afresh."""
+    import impls.fastest as fastest_mod
+
+    f = FastestConv2d(autotune=False)
+    p = Conv2dParams(n=1, c=4, h=6, w=6, o=4, kh=3, kw=3, padding=1)
+    inp = OP.make_inputs(p, "float32", seed=1)
+    y0 = f.forward(p, inp["x"], inp["w"], inp["b"])
+
+    def no_lookup(*a, **k):
+        raise AssertionError("looked up again")
+    monkeypatch.setattr(fastest_mod, "get_impl", no_lookup)
+    assert np.array_equal(f.forward(p, inp["x"], inp["w"], inp["b"]), y0)
+    p2 = Conv2dParams(n=1, c=4, h=7, w=7, o=4, kh=3, kw=3, padding=1)
+    inp2 = OP.make_inputs(p2, "float32", seed=1)
+    with pytest.raises(AssertionError, match="looked up again"):
+        f.forward(p2, inp2["x"], inp2["w"], inp2["b"])
