@@ -22,21 +22,28 @@ __all__ = ["pool", "workers", "single_thread_blas", "gemm", "strided_gemm", "scr
 _CONTROLLER = None
 
 
+def _controller():
+    """threadpoolctl's controller of the loaded thread pools, made once (None without it)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            return None
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
 def single_thread_blas():
     """Context: BLAS on one thread. OpenBLAS splits a GEMM with a small output and a long inner
     dimension (a weight gradient: ``(C, rows) @ (rows, O)``) across threads so badly that two
     threads ran it 5-20x slower than one on this machine."""
-    global _CONTROLLER
-    try:
-        if _CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER = ThreadpoolController()
-        return _CONTROLLER.limit(limits=1, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+    ctl = _controller()
+    if ctl is None:  # pragma: no cover - threadpoolctl is a dependency
         import contextlib
 
         return contextlib.nullcontext()
+    return ctl.limit(limits=1, user_api="blas")
 
 
 _POOL = None
@@ -56,16 +63,9 @@ def pool():
 def workers() -> int:
     """Threads the element-wise work may use: as many as the BLAS pool has now, so that
     ``--threads N`` (threadpoolctl) bounds this code as it bounds BLAS."""
-    global _CONTROLLER
-    try:
-        if _CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER = ThreadpoolController()
-        blas = [c for c in _CONTROLLER.lib_controllers if c.user_api == "blas"]
-        return max(1, min(c.num_threads for c in blas)) if blas else 1
-    except Exception:  # pragma: no cover - threadpoolctl is a dependency
-        return 1
+    ctl = _controller()
+    blas = [c for c in ctl.lib_controllers if c.user_api == "blas"] if ctl is not None else []
+    return max(1, min(c.num_threads for c in blas)) if blas else 1
 
 
 def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) -> None:
@@ -128,7 +128,7 @@ def geometry(p: Conv2dParams) -> Geometry:
     return Geometry(hq, wq, rows, m, extra, tuple(phases), tuple(taps))
 
 
-def _phase_ranges(p: Conv2dParams, a: int, b: int) -> tuple[slice, slice, slice, slice]:
+def phase_ranges(p: Conv2dParams, a: int, b: int) -> tuple[slice, slice, slice, slice]:
     """Phase-image slices holding real input, and the input slices they hold."""
     (sh, sw) = p.stride
     pt, _, pl, _ = p.pads
@@ -139,8 +139,6 @@ def _phase_ranges(p: Conv2dParams, a: int, b: int) -> tuple[slice, slice, slice,
     return slice(i0, max(i1, i0)), slice(j0, max(j1, j0)), slice(r0, p.h, sh), slice(c0, p.w, sw)
 
 
-phase_ranges = _phase_ranges
-
 
 def to_phases(p: Conv2dParams, g: Geometry, x: np.ndarray, groups: int) -> np.ndarray:
     """NCHW ``x`` -> zero-padded channels-last phases ``(phases, groups, rows+extra, C/groups)``."""
@@ -148,7 +146,7 @@ def to_phases(p: Conv2dParams, g: Geometry, x: np.ndarray, groups: int) -> np.nd
     out = np.zeros((len(g.phases), groups, g.rows + g.extra, cg), x.dtype)
     xg = x.reshape(p.n, groups, cg, p.h, p.w)
     for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = _phase_ranges(p, a, b)
+        iq, jq, rs, cs = phase_ranges(p, a, b)
         view = out[k, :, :g.rows].reshape(groups, p.n, g.hq, g.wq, cg)
         view[:, :, iq, jq, :] = xg[:, :, :, rs, cs].transpose(1, 0, 3, 4, 2)
     return out
@@ -160,7 +158,7 @@ def from_phases(p: Conv2dParams, g: Geometry, ph: np.ndarray, groups: int) -> np
     covered = len(g.phases) == p.stride[0] * p.stride[1]
     dx = (np.empty if covered else np.zeros)((p.n, groups, cg, p.h, p.w), ph.dtype)
     for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = _phase_ranges(p, a, b)
+        iq, jq, rs, cs = phase_ranges(p, a, b)
         view = ph[k, :, :g.rows].reshape(groups, p.n, g.hq, g.wq, cg)
         dx[:, :, :, rs, cs] = view[:, :, iq, jq, :].transpose(1, 0, 4, 2, 3)
     return dx.reshape(p.n, p.c, p.h, p.w)

@@ -7,12 +7,11 @@ import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, register
-from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, scratch,
+from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, pool, scratch,
                                 single_thread_blas, strided_gemm, to_phases)
 
 __all__ = ["ShiftGemmConv2d", "grad_weight"]
 
-_POOL = None   # two threads for split-K weight gradients, made on first use
 _MIN_HW = 100   # 1x1 per image on NCHW from this many pixels; below, one batched GEMM (measured)
 _COMPACT = 1.4   # padded-width columns per real output above which windows are compacted
 _PER = 8192   # images per chunk: as many as fit this many phase pixels (measured)
@@ -258,17 +257,12 @@ def _split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Non
     threads with one-thread BLAS each (ctypes drops the GIL), then added. OpenBLAS's own threading
     of a small-output, long-``K`` GEMM (a weight gradient) was several times slower than this.
     A sum split in two is still a sum of the same products: exact on small integers."""
-    global _POOL
     if all(c.size >= 32768 for _, _, c in jobs) or min(a.shape[1] for a, _, _ in jobs) < 4096:
         # a big enough output is threaded well by BLAS itself (measured: faster than the split)
         for a, b, c in jobs:
             strided_gemm(a, b, c)
         return
     with single_thread_blas():
-        if _POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _POOL = ThreadPoolExecutor(max_workers=2)
         parts = [np.empty_like(c) for _, _, c in jobs]
 
         def half(i: int, lo: int, hi: int, out: np.ndarray) -> None:
@@ -278,8 +272,8 @@ def _split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Non
         futs = []
         for i, (a, _, c) in enumerate(jobs):
             k = a.shape[1] // 2
-            futs.append(_POOL.submit(half, i, 0, k, c))
-            futs.append(_POOL.submit(half, i, k, a.shape[1], parts[i]))
+            futs.append(pool().submit(half, i, 0, k, c))
+            futs.append(pool().submit(half, i, k, a.shape[1], parts[i]))
         for f in futs:
             f.result()
         for (_, _, c), extra in zip(jobs, parts):
@@ -290,16 +284,11 @@ def _sum_gemms(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int
     """``sum a @ b`` over ``pairs``: two halves on two Python threads with one-thread BLAS each
     when the output is small (OpenBLAS threads a small output badly), else in turn with BLAS
     threads, accumulating in place (``beta=1``). Exact on small integers: a sum of products."""
-    global _POOL
     out = np.empty(shape, dtype)
     if out.size >= 32768 or len(pairs) < 2:
         for i, (a, b) in enumerate(pairs):
             strided_gemm(a, b, out, beta=1.0 if i else 0.0)
         return out
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=2)
     other = np.empty(shape, dtype)
     half = len(pairs) // 2
 
@@ -308,7 +297,7 @@ def _sum_gemms(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int
             strided_gemm(a, b, acc, beta=1.0 if i else 0.0)
 
     with single_thread_blas():
-        futs = [_POOL.submit(run, pairs[:half], out), _POOL.submit(run, pairs[half:], other)]
+        futs = [pool().submit(run, pairs[:half], out), pool().submit(run, pairs[half:], other)]
         for f in futs:
             f.result()
     out += other

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from convbench import store
 from convbench.measure.budget import PROBE_FLOPS, Budget, RateBook, format_seconds, probe_params
-from convbench.measure.memory import FIXED_COST_S, peak_extra_bytes, workspace_bytes
+from convbench.measure.memory import FIXED_COST_S, method_for, peak_extra_bytes, workspace_bytes
 from convbench.measure.timer import time_call
 
 __all__ = ["run_bench", "measure_one", "format_summary", "thread_limits", "park_blas_threads", "DIRECTIONS"]
@@ -151,10 +151,8 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     if memory:
         # a traced call is slower than a timed one: tracemalloc intercepts every allocation, ~3x
         # for NumPy code, ~20x for pure-Python loops that allocate a float object per product
-        method = ("cuda_allocator" if getattr(impl.info, "device", "cpu") == "cuda" else
-                  "torch_profiler" if impl.info.backend == "torch" else "tracemalloc")
         traced = mem_slowdown * t.median
-        cost = traced + FIXED_COST_S[method]
+        cost = traced + FIXED_COST_S[method_for(impl.info.backend, getattr(impl.info, "device", "cpu"))]
         # a cheap traced call is always made: a peak left blank costs the report more than the
         # tracer's fixed start-up (at most ~0.1 s) costs the budget
         if budget_s - (clock() - t0) >= cost or traced < 0.02:

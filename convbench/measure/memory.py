@@ -25,7 +25,7 @@ import sys
 import tracemalloc
 from typing import Any, Callable
 
-__all__ = ["FIXED_COST_S", "warm_up_profiler", "peak_extra_bytes", "numpy_peak", "torch_cpu_peak", "cuda_peak", "workspace_bytes"]
+__all__ = ["FIXED_COST_S", "method_for", "warm_up_profiler", "peak_extra_bytes", "numpy_peak", "torch_cpu_peak", "cuda_peak", "workspace_bytes"]
 
 
 @contextlib.contextmanager
@@ -135,6 +135,13 @@ def cuda_peak(fn: Callable[[], Any], sync: Callable[[], None] | None = None, dev
     return max(0, peak - base)
 
 
+def method_for(backend: str, device: str = "cpu") -> str:
+    """The memory method :func:`peak_extra_bytes` uses for an implementation's backend and device."""
+    if device == "cuda":
+        return "cuda_allocator"
+    return "torch_profiler" if backend == "torch" else "tracemalloc"
+
+
 def peak_extra_bytes(fn: Callable[[], Any], *, backend: str, device: str = "cpu",
                      sync: Callable[[], None] | None = None) -> tuple[int | None, str]:
     """Peak extra bytes of one ``fn()`` call, by the method that fits the backend.
@@ -154,12 +161,13 @@ def peak_extra_bytes(fn: Callable[[], Any], *, backend: str, device: str = "cpu"
     (bytes or None, method)
         ``None`` when the method is unavailable here; ``method`` names what was used.
     """
-    if device == "cuda":
+    method = method_for(backend, device)
+    if method == "cuda_allocator":
         try:
             return cuda_peak(fn, sync), "cuda_allocator"
         except (ImportError, RuntimeError, AssertionError):
             return None, "cuda_allocator unavailable"
-    if backend == "torch":
+    if method == "torch_profiler":
         try:
             # NumPy temporaries a torch-backed implementation makes are not torch allocations:
             # tracemalloc runs inside the same call and the two disjoint peaks are added (an upper
