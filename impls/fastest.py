@@ -18,6 +18,7 @@ import numpy as np
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, get_impl, register
+from impls.shift_gemm import full_k
 
 __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
 
@@ -54,6 +55,8 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
     if name == "shift_gemm":
         # one GEMM per kernel row, its taps side by side: inner dimension kw*C/g
         s = _gemm_s(conv, cg * p.kw) + (p.kw * nx + 3 * ny) * item / _BW
+        if full_k(p):   # one GEMM over every tap's compacted window, filters as they are
+            s = _gemm_s(conv, cg * k2) + (k2 * p.c * p.n * oh * ow + nx + 2 * ny) * item / _BW
         if cg == 1 and p.groups > 1:
             s = conv * 4 / _BW * item   # broadcast multiply-adds: memory bound
         return passes * s

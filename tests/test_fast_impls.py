@@ -142,6 +142,33 @@ def test_shift_gemm_bit_exact_float32(case):
             assert g.dtype == np.float32 and np.array_equal(g.astype(np.float64), r)
 
 
+@pytest.mark.parametrize("layout", ("row_gemms", "full_k"))
+@pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
+def test_shift_gemm_both_gemm_layouts_bit_exact(case, layout, monkeypatch):
+    """Each edge case through each of shift_gemm's two GEMM layouts (one GEMM per kernel row, or
+    one over compacted tap columns with the filters as they are), forced whatever the size rule
+    would pick: forward and backward bit-exact on small integers."""
+    from impls import shift_gemm
+
+    monkeypatch.setattr(shift_gemm, "_FULL_K", 10 ** 9 if layout == "full_k" else 0)
+    impl, p = get_impl("shift_gemm"), case.params
+    inp = OP.make_inputs(p, "float32", fill="exact", seed=6)
+    got = _run(impl, p, inp)
+    ref = (OP.reference_forward(p, inp["x"], inp["w"], inp.get("b")),
+           *OP.reference_backward(p, inp["dy"], inp["x"], inp["w"]))
+    for label, g, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, ref):
+        if r is not None:
+            assert g.shape == r.shape and g.dtype == np.float32, label
+            assert np.array_equal(g.astype(np.float64), r), f"{case.id} {layout} {label}"
+
+
+def test_shift_gemm_full_k_chosen_for_few_outputs_per_filter():
+    from impls.shift_gemm import full_k
+
+    assert full_k(Conv2dParams(n=8, c=512, h=7, w=7, o=512, kh=3, kw=3, padding=1))
+    assert not full_k(Conv2dParams(n=8, c=64, h=56, w=56, o=64, kh=3, kw=3, padding=1))
+
+
 def test_shift_gemm_accumulates_in_place():
     """The beta=1 GEMM must write the caller's array (a copy would silently drop the sum)."""
     rng = np.random.default_rng(0)
