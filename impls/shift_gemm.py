@@ -10,12 +10,12 @@ from convbench.registry import Implementation, register
 from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, pool, scratch,
                                 single_thread_blas, strided_gemm, to_phases)
 
-__all__ = ["ShiftGemmConv2d", "grad_weight"]
+__all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms"]
 
 _MIN_HW = 100   # 1x1 per image on NCHW from this many pixels; below, one batched GEMM (measured)
 _COMPACT = 1.4   # padded-width columns per real output above which windows are compacted
 _PER = 8192   # images per chunk: as many as fit this many phase pixels (measured)
-_FULL_K = 8   # output positions per output channel up to which all taps form one GEMM (measured)
+_FULL_K = 4   # output positions per output channel up to which all taps form one GEMM (measured)
 
 
 def grad_weight(p: Conv2dParams, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -133,9 +133,10 @@ def full_k(p: Conv2dParams) -> bool:
     """Whether the layer runs as one GEMM with inner dimension ``kh*kw*C/g`` over compacted tap
     columns (:func:`_tap_columns`) instead of a GEMM per kernel row: where the outputs are few
     next to the filters (small images, many channels), moving the weights into per-row order
-    and the per-row copies cost more than copying every tap's window. Measured at batch 8 on
-    ResNet-50's 3x3 layers: 512 channels at 7x7 28.6 -> 19.2 ms, 256 at 14x14 22.6 -> 20.3 ms,
-    while 128 at 28x28 (49 positions per channel) went 24.7 -> 31.0 ms."""
+    and the per-row copies cost more than copying every tap's window. Measured (forward, batch 8):
+    512 channels at 7x7 28.6 -> 19.2 ms, 256 at 14x14 22.6 -> 20.3 ms, but 128 at 28x28 (49
+    positions per channel) 24.7 -> 31.0 ms, and 3-11 % lost between 6 and 7 positions per
+    channel at batch 1, hence 4 (``suites/shift_gemm_layouts.py`` times both layouts)."""
     oh, ow = p.out_hw
     return p.n * oh * ow <= _FULL_K * p.o
 
@@ -172,6 +173,29 @@ def _forward_full_k(p: Conv2dParams, g, x: np.ndarray, w: np.ndarray, b: np.ndar
     else:
         np.copyto(y, src)
     return y
+
+
+def forward_gemms(p: Conv2dParams) -> list[tuple[int, int, int]]:
+    """``(M, K, N)`` of every GEMM the float32/float64 forward runs on ``p``, in order (empty for
+    depthwise layers, which use no GEMM): what the forward would cost with no copy at all, for
+    ceiling measurements (``suites/perf_resnet50.py``)."""
+    if not _fast(p, np.float32):
+        return []
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    oh, ow = p.out_hw
+    if (p.kh, p.kw, p.stride, p.pads, G) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+        return [(p.o, p.c, p.h * p.w)] * p.n
+    if full_k(p):
+        return [(og, cg * p.kh * p.kw, p.n * oh * ow)] * G
+    g = geometry(p)
+    per = max(1, _PER // (g.hq * g.wq))
+    out = []
+    for i in range(0, p.n, per):
+        q = dataclasses.replace(p, n=min(p.n, i + per) - i)
+        gq = geometry(q)
+        cols = q.n * oh * ow if gq.rows > _COMPACT * q.n * oh * ow else gq.m
+        out += [(og, cg * p.kw, cols)] * (G * p.kh)
+    return out
 
 
 def _row_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:

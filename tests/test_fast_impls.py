@@ -169,6 +169,35 @@ def test_shift_gemm_full_k_chosen_for_few_outputs_per_filter():
     assert not full_k(Conv2dParams(n=8, c=64, h=56, w=56, o=64, kh=3, kw=3, padding=1))
 
 
+@pytest.mark.parametrize("desc", ["n8c512h7w7o512k3p1", "n8c64h56w56o64k3p1", "n3c8h9w9o4k3s2p1",
+                                  "n2c4h12w12o6k1", "n8c16h7w7o8k3p1g2", "n2c3h5w5o8k1s2"])
+def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, monkeypatch):
+    """The GEMM shapes the ceiling measurement times are exactly those the forward multiplies."""
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    seen: list[tuple[int, int, int]] = []
+    real_strided, real_matmul = shift_gemm.strided_gemm, np.matmul
+
+    def strided(a, b, c, beta=0.0):
+        seen.append((a.shape[0], a.shape[1], b.shape[1]))
+        real_strided(a, b, c, beta)
+
+    def matmul(a, b, out=None):
+        batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])))
+        seen.extend([(a.shape[-2], a.shape[-1], b.shape[-1])] * batch)
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(shift_gemm, "strided_gemm", strided)
+    monkeypatch.setattr(shift_gemm.np, "matmul", matmul)
+    inp = OP.make_inputs(p, "float32", seed=1)
+    get_impl("shift_gemm").forward(p, inp["x"], inp["w"], inp.get("b"))
+    monkeypatch.undo()
+    assert seen and seen == shift_gemm.forward_gemms(p)
+    assert sum(2 * m * k * n for m, k, n in seen) >= 2 * p.macs
+
+
 def test_shift_gemm_accumulates_in_place():
     """The beta=1 GEMM must write the caller's array (a copy would silently drop the sum)."""
     rng = np.random.default_rng(0)

@@ -86,3 +86,61 @@ def test_perf_run_marks_hopeless_implementations_by_one_call(tmp_path):
     by = {r["impl"]: r for r in recs}
     assert by["winograd"]["status"] == "skipped" and "3x3" in by["winograd"]["reason"]
     assert by["fft"]["reason"] == "single call (slow)"
+
+
+def test_ceiling_report_times_shift_gemms_own_gemms(monkeypatch):
+    """The 3x3 >= 64-channel summary: fastest's % of peak from its record, the GEMMs-alone figure
+    from timing exactly the shapes shift_gemm's forward multiplies."""
+    perf = _load("perf_resnet50")
+    big = Case(id="m.big", params=Conv2dParams(n=1, c=64, h=4, w=4, o=64, kh=3, kw=3, padding=1, bias=False),
+               dtype="float32")
+    small = Case(id="m.small", params=Conv2dParams(n=1, c=8, h=4, w=4, o=8, kh=3, kw=3, padding=1), dtype="float32")
+    flops = big.params.flops("forward")
+    recs = [{"impl": "fastest", "case": "m.big", "direction": "forward", "gflops": 50.0},
+            {"impl": "torch_cpu", "case": "m.big", "direction": "forward", "gflops": 80.0},
+            {"impl": "fastest", "case": "m.small", "direction": "forward", "gflops": 1.0}]
+    seen = []
+
+    def fake_time(fn, budget):
+        fn()
+        return flops / 75e9            # GEMMs alone at 75 GFLOP/s
+    monkeypatch.setattr(perf, "_time", fake_time)
+    real = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda a, b, out=None: seen.append((a.shape, b.shape)) or real(a, b, out=out))
+    text = perf.ceiling_report(recs, [big, small], budget=0.01, peak=100.0)
+    monkeypatch.undo()
+    from impls.shift_gemm import forward_gemms
+    assert seen == [((m, k), (k, n)) for m, k, n in forward_gemms(big.params)]
+    assert "m.small" not in text                       # fewer than 64 channels: not in the summary
+    line = next(x for x in text.splitlines() if x.startswith("m.big"))
+    assert line.split()[1:] == ["80.0%", "50.0%", "75.0%"]
+    assert "fastest 50.0-50.0 %" in text
+
+
+def test_shift_gemm_layouts_compares_both_and_restores_the_rule():
+    from impls import shift_gemm
+
+    sl = _load("shift_gemm_layouts")
+    few = Case(id="t.few", params=Conv2dParams(n=1, c=8, h=4, w=4, o=16, kh=3, kw=3, padding=1), dtype="float32")
+    many = Case(id="t.many", params=Conv2dParams(n=1, c=8, h=16, w=16, o=4, kh=3, kw=3, padding=1), dtype="float32")
+    picked = sl._candidates([few, many, few], batch=None)
+    assert [c.id for c in picked] == ["t.few"]                       # rule applied, duplicates dropped
+    assert sl._candidates([few], batch=2)[0].params.n == 2
+    assert sl._candidates([few], batch=8) == []                       # 128 outputs for 16 filters: per row
+    rule = shift_gemm._FULL_K
+    seen = []
+    real = shift_gemm._forward
+
+    def spy(*a, **k):
+        seen.append(shift_gemm._FULL_K)
+        return real(*a, **k)
+    shift_gemm._forward, saved = spy, shift_gemm._forward
+    try:
+        rows = sl.compare(picked, rounds=2)
+    finally:
+        shift_gemm._forward = saved
+    assert shift_gemm._FULL_K == rule
+    assert {0, 10 ** 9} <= set(seen)                                  # both layouts really ran
+    (row,) = rows
+    assert row["ratio_forward"] == pytest.approx(row["taps_forward_s"] / row["rows_forward_s"])
+    assert row["outputs_per_filter"] == pytest.approx(16 / 16)
