@@ -18,7 +18,7 @@ import numpy as np
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, get_impl, register
-from impls.shift_gemm import full_k
+from impls.shift_gemm import forward_layout
 
 __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
 
@@ -53,10 +53,13 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
     passes = 1 if direction == "forward" else 2
     k2 = p.kh * p.kw
     if name == "shift_gemm":
-        # one GEMM per kernel row, its taps side by side: inner dimension kw*C/g
-        s = _gemm_s(conv, cg * p.kw) + (p.kw * nx + 3 * ny) * item / _BW
-        if full_k(p):   # one GEMM over every tap's compacted window, filters as they are
-            s = _gemm_s(conv, cg * k2) + (k2 * p.c * p.n * oh * ow + nx + 2 * ny) * item / _BW
+        # the layout its forward takes (impls/shift_gemm.py): the copies it makes and the inner
+        # dimension of its GEMMs
+        lay = forward_layout(p)
+        copies = {"gemm_per_image": ny, "taps": nx + 3 * ny,
+                  "tap_columns": k2 * p.c * p.n * oh * ow + nx + 2 * ny}.get(lay, p.kw * nx + 3 * ny)
+        # per-tap GEMMs (K = C/g >= 64) ran as fast as per-row ones (K = kw*C/g) with NumPy's BLAS
+        s = _gemm_s(conv, cg * (k2 if lay == "tap_columns" else p.kw)) + copies * item / _BW
         if cg == 1 and p.groups > 1:
             s = conv * 4 / _BW * item   # broadcast multiply-adds: memory bound
         return passes * s

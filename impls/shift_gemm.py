@@ -10,11 +10,12 @@ from convbench.registry import Implementation, register
 from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, pool, scratch,
                                 single_thread_blas, strided_gemm, to_phases)
 
-__all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms"]
+__all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms", "forward_layout"]
 
 _MIN_HW = 100   # 1x1 per image on NCHW from this many pixels; below, one batched GEMM (measured)
 _COMPACT = 1.4   # padded-width columns per real output above which windows are compacted
 _PER = 8192   # images per chunk: as many as fit this many phase pixels (measured)
+_TAP_C = 64   # input channels per group from which each tap is a GEMM of its own (measured)
 _FULL_K = 4   # output positions per output channel up to which all taps form one GEMM (measured)
 
 
@@ -193,9 +194,41 @@ def forward_gemms(p: Conv2dParams) -> list[tuple[int, int, int]]:
     for i in range(0, p.n, per):
         q = dataclasses.replace(p, n=min(p.n, i + per) - i)
         gq = geometry(q)
+        if _per_tap(q, gq):
+            out += [(og, cg, gq.m)] * (G * p.kh * p.kw)
+            continue
         cols = q.n * oh * ow if gq.rows > _COMPACT * q.n * oh * ow else gq.m
         out += [(og, cg * p.kw, cols)] * (G * p.kh)
     return out
+
+
+def _per_tap(p: Conv2dParams, g) -> bool:
+    """Whether the forward runs one GEMM per tap straight on the phases (wide enough layers whose
+    windows need no compaction) rather than one per kernel row over ``kw`` stacked copies."""
+    oh, ow = p.out_hw
+    return p.c // p.groups >= _TAP_C and g.rows <= _COMPACT * p.n * oh * ow
+
+
+def forward_layout(p: Conv2dParams) -> str:
+    """How the float32/float64 forward multiplies ``p``: ``"gemm_per_image"`` (unpadded 1x1),
+    ``"tap_columns"`` (:func:`full_k`), ``"taps"`` (a GEMM per tap on the phases) or ``"rows"``
+    (a GEMM per kernel row over stacked copies); ``"depthwise"`` uses no GEMM."""
+    if not _fast(p, np.float32):
+        return "depthwise"
+    oh, ow = p.out_hw
+    if (p.kh, p.kw, p.stride, p.pads, p.groups) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+        return "gemm_per_image"
+    if full_k(p):
+        return "tap_columns"
+    return "taps" if _per_tap(p, geometry(p)) else "rows"
+
+
+def _tap_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
+    """``(G, kh*kw, O/g, C/g)``: tap ``t`` of every filter as a GEMM operand."""
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    wt = scratch("fwtap", (G, p.kh * p.kw, og, cg), w.dtype)
+    np.copyto(wt, w.reshape(G, og, cg, p.kh * p.kw).transpose(0, 3, 1, 2))
+    return wt
 
 
 def _row_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
@@ -233,7 +266,24 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
             j = min(p.n, i + per)
             _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j])
         return y
-    rows = _row_operands(p, g, _cn_phases(p, g, x, "fph"), "frow")
+    ph = _cn_phases(p, g, x, "fph")
+    if _per_tap(p, g):
+        # enough channels for a GEMM per tap: each reads its shifted window of the phases as it
+        # is, no kw copies of the input at all (K = C/g instead of kw*C/g)
+        wtap = _tap_weights(p, w)
+        ys = scratch("fys", (G, og, g.rows), x.dtype)
+        for gi in range(G):
+            for t, (_, _, k, off) in enumerate(g.taps):
+                strided_gemm(wtap[gi, t], ph[k, gi * cg:(gi + 1) * cg, off:off + g.m], ys[gi, :, :g.m],
+                             beta=1.0 if t else 0.0)
+        src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
+        y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
+        if b is not None:
+            np.add(src, b.reshape(p.o, 1, 1), out=y)
+        else:
+            np.copyto(y, src)
+        return y
+    rows = _row_operands(p, g, ph, "frow")
     wt = _row_weights(p, w)
     if g.rows > _COMPACT * p.n * oh * ow:
         # small images: most of the padded-width columns would be thrown away (65 % extra flops
@@ -294,7 +344,9 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
     dwt = scratch("bdwt", (G, p.kh, og, cg * p.kw), dy.dtype)
     rows = _row_operands(p, g, ph, "brow")
     # dY @ window^T: its (O, C*kw) result needs only kernel rows moved to reach (O, C, kh, kw);
-    # the transposed product ran a little faster but then cost a 20 ms channel transpose
+    # the transposed product ran a little faster but then cost a 20 ms channel transpose (and one
+    # GEMM per tap straight on the phases, as the forward does, ran 1.4-1.6x slower here: nine
+    # small outputs instead of three)
     _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
                     for gi in range(G) for u, (buf, off) in enumerate(rows)])
     dw = np.ascontiguousarray(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4)).reshape(
@@ -412,8 +464,9 @@ def _fast(p: Conv2dParams, dtype) -> bool:
 
 
 @register(op="conv2d", name="shift_gemm", backend="numpy", device="cpu", exact=True, algorithm="direct",
-          description="implicit GEMM: channel-major stride phases, kw taps stacked per kernel row, one "
-                      "BLAS GEMM per kernel row on a shifted window, accumulated in place (beta=1)")
+          description="implicit GEMM on channel-major stride phases: one BLAS GEMM per tap (wide layers) or "
+                      "per kernel row of stacked taps (narrow) on shifted windows, accumulated in place "
+                      "(beta=1); one GEMM over compacted tap columns where outputs are few")
 class ShiftGemmConv2d(Implementation):
     """Implicit GEMM: ``kh`` GEMMs over shifted windows of a ``kw``-tap buffer, no patch matrix.
 
@@ -421,7 +474,8 @@ class ShiftGemmConv2d(Implementation):
     stride 1). The ``kw`` taps of a kernel row differ by a column shift, so one buffer per row phase
     stacks them along the inner dimension (``kw`` copies of the input); kernel row ``u`` is one
     column window of it, so the forward is ``kh`` GEMMs ``W_u (O/g, C/g*kw) @ window`` accumulated
-    by BLAS itself (``beta=1``) through their leading dimension, no further copy. Outputs are
+    by BLAS itself (``beta=1``) through their leading dimension, no further copy; layers with 64 or
+    more channels per group skip the stacked copies and run one GEMM per tap on the phases. Outputs are
     computed over the full phase width and the columns past ``OW`` cropped (small images compact the
     windows first). Where outputs are few next to the filters (:func:`full_k`), every tap's window
     is compacted into tap columns instead and one GEMM takes the filters in their own layout.

@@ -142,15 +142,19 @@ def test_shift_gemm_bit_exact_float32(case):
             assert g.dtype == np.float32 and np.array_equal(g.astype(np.float64), r)
 
 
-@pytest.mark.parametrize("layout", ("row_gemms", "full_k"))
+@pytest.mark.parametrize("layout", ("row_gemms", "tap_gemms", "full_k"))
 @pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
-def test_shift_gemm_both_gemm_layouts_bit_exact(case, layout, monkeypatch):
-    """Each edge case through each of shift_gemm's two GEMM layouts (one GEMM per kernel row, or
-    one over compacted tap columns with the filters as they are), forced whatever the size rule
-    would pick: forward and backward bit-exact on small integers."""
+def test_shift_gemm_every_gemm_layout_bit_exact(case, layout, monkeypatch):
+    """Each edge case through each of shift_gemm's GEMM layouts (one GEMM per kernel row over
+    stacked copies, one per tap straight on the phases, or one over compacted tap columns with the
+    filters as they are), forced whatever the size rules would pick: forward and backward
+    bit-exact on small integers."""
     from impls import shift_gemm
 
     monkeypatch.setattr(shift_gemm, "_FULL_K", 10 ** 9 if layout == "full_k" else 0)
+    monkeypatch.setattr(shift_gemm, "_TAP_C", 1 if layout == "tap_gemms" else 10 ** 9)
+    if layout == "tap_gemms":   # full-width windows even where small images would compact them
+        monkeypatch.setattr(shift_gemm, "_COMPACT", math.inf)
     impl, p = get_impl("shift_gemm"), case.params
     inp = OP.make_inputs(p, "float32", fill="exact", seed=6)
     got = _run(impl, p, inp)
@@ -349,3 +353,18 @@ def test_fastest_binds_its_choice_once_per_call_signature(monkeypatch):
     inp2 = OP.make_inputs(p2, "float32", seed=1)
     with pytest.raises(AssertionError, match="looked up again"):
         f.forward(p2, inp2["x"], inp2["w"], inp2["b"])
+
+
+@pytest.mark.parametrize("desc,layout", [("n8c64h56w56o64k3p1", "taps"), ("n8c3h224w224o64k7s2p3", "rows"),
+                                         ("n8c512h7w7o512k3p1", "tap_columns"), ("n8c64h56w56o256k1", "gemm_per_image"),
+                                         ("n2c8h9w9o8k3p1g8", "depthwise")])
+def test_shift_gemm_forward_layout_names_the_path_taken(desc, layout, monkeypatch):
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    assert shift_gemm.forward_layout(p) == layout
+    if layout in ("taps", "rows"):   # the GEMM count tells the two apart: kh*kw versus kh per chunk
+        per_chunk = p.kh * p.kw if layout == "taps" else p.kh
+        assert len(shift_gemm.forward_gemms(p)) % per_chunk == 0
+        assert {k for _, k, _ in shift_gemm.forward_gemms(p)} == {p.c * (1 if layout == "taps" else p.kw)}
