@@ -134,10 +134,10 @@ def full_k(p: Conv2dParams) -> bool:
     """Whether the layer runs as one GEMM with inner dimension ``kh*kw*C/g`` over compacted tap
     columns (:func:`_tap_columns`) instead of a GEMM per kernel row: where the outputs are few
     next to the filters (small images, many channels), moving the weights into per-row order
-    and the per-row copies cost more than copying every tap's window. Measured (forward, batch 8):
-    512 channels at 7x7 28.6 -> 19.2 ms, 256 at 14x14 22.6 -> 20.3 ms, but 128 at 28x28 (49
-    positions per channel) 24.7 -> 31.0 ms, and 3-11 % lost between 6 and 7 positions per
-    channel at batch 1, hence 4 (``suites/shift_gemm_layouts.py`` times both layouts)."""
+    and the per-row copies cost more than copying every tap's window (0.69x forward, 0.52x
+    backward on ResNet-50's 512-channel 3x3 layers at batch 8), but not with many outputs per
+    filter (49 at 128 channels 28x28: 1.25x), and 3-11 % was lost between 6 and 7 at batch 1,
+    hence 4. ``suites/shift_gemm_layouts.py`` times both layouts; docs/fast-algorithms.md."""
     oh, ow = p.out_hw
     return p.n * oh * ow <= _FULL_K * p.o
 

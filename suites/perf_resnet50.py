@@ -286,8 +286,10 @@ def report(records: list[dict[str, Any]], cases: list[Case], impls: list[str], d
         vs = [(r["vs_best_single"], c.id) for c in cases
               if (r := by.get(("fastest", c.id, d))) and r.get("vs_best_single")]
         worst, where = max(vs, default=(math.nan, "-"))
+        same = sum(1 for c in cases if (r := by.get(("fastest", c.id, d))) and r.get("choice") == r.get("best_single"))
         lines.append(f"fastest / best single NumPy impl, timed in alternation: worst {worst:.2f}x ({where}), "
-                     f"geometric mean {_geomean([v for v, _ in vs]):.3f}")
+                     f"geometric mean {_geomean([v for v, _ in vs]):.3f}, {sum(v <= 1.1 for v, _ in vs)}/{len(vs)} "
+                     f"within 10 %; it chose the best single on {same}/{len(vs)}")
     return "\n".join(lines)
 
 

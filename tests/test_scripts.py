@@ -77,6 +77,8 @@ def test_perf_run_pairs_fastest_with_the_best_single(tmp_path):
     assert len(out.read_text().splitlines()) == 4
     text = perf.report(recs, [case], ["shift_gemm", "winograd"], ["forward"], peak=100.0)
     assert "geometric mean" in text and "timed in alternation" in text
+    assert f"{int(fast['vs_best_single'] <= 1.1)}/1 within 10 %" in text
+    assert "chose the best single on 1/1" in text
 
 
 def test_perf_run_marks_hopeless_implementations_by_one_call(tmp_path):
@@ -117,30 +119,35 @@ def test_ceiling_report_times_shift_gemms_own_gemms(monkeypatch):
     assert "fastest 50.0-50.0 %" in text
 
 
-def test_shift_gemm_layouts_compares_both_and_restores_the_rule():
+@pytest.mark.parametrize("layout", ("tap_columns", "taps"))
+def test_shift_gemm_layouts_compares_against_rows_and_restores_the_rules(layout):
     from impls import shift_gemm
 
     sl = _load("shift_gemm_layouts")
     few = Case(id="t.few", params=Conv2dParams(n=1, c=8, h=4, w=4, o=16, kh=3, kw=3, padding=1), dtype="float32")
-    many = Case(id="t.many", params=Conv2dParams(n=1, c=8, h=16, w=16, o=4, kh=3, kw=3, padding=1), dtype="float32")
-    picked = sl._candidates([few, many, few], batch=None)
-    assert [c.id for c in picked] == ["t.few"]                       # rule applied, duplicates dropped
-    assert sl._candidates([few], batch=2)[0].params.n == 2
-    assert sl._candidates([few], batch=8) == []                       # 128 outputs for 16 filters: per row
-    rule = shift_gemm._FULL_K
+    wide = Case(id="t.wide", params=Conv2dParams(n=1, c=64, h=16, w=16, o=8, kh=3, kw=3, padding=1), dtype="float32")
+    narrow = Case(id="t.narrow", params=Conv2dParams(n=1, c=8, h=16, w=16, o=4, kh=3, kw=3, padding=1),
+                  dtype="float32")
+    want = "t.few" if layout == "tap_columns" else "t.wide"
+    picked = sl.candidates([few, wide, narrow, few, wide], layout, batch=None)
+    assert [c.id for c in picked] == [want]                          # rules applied, duplicates dropped
+    if layout == "tap_columns":
+        assert sl.candidates([few], layout, batch=2)[0].params.n == 2
+        assert sl.candidates([few], layout, batch=8) == []            # 128 outputs for 16 filters: not
+    rules = (shift_gemm._FULL_K, shift_gemm._TAP_C)
     seen = []
     real = shift_gemm._forward
 
     def spy(*a, **k):
-        seen.append(shift_gemm._FULL_K)
+        seen.append(shift_gemm.forward_layout(a[0]))
         return real(*a, **k)
-    shift_gemm._forward, saved = spy, shift_gemm._forward
+    shift_gemm._forward = spy
     try:
-        rows = sl.compare(picked, rounds=2)
+        rows = sl.compare(picked, layout, rounds=2)
     finally:
-        shift_gemm._forward = saved
-    assert shift_gemm._FULL_K == rule
-    assert {0, 10 ** 9} <= set(seen)                                  # both layouts really ran
+        shift_gemm._forward = real
+    assert (shift_gemm._FULL_K, shift_gemm._TAP_C) == rules
+    assert {"rows", layout} <= set(seen)                              # both layouts really ran
     (row,) = rows
-    assert row["ratio_forward"] == pytest.approx(row["taps_forward_s"] / row["rows_forward_s"])
-    assert row["outputs_per_filter"] == pytest.approx(16 / 16)
+    assert row["ratio_forward"] == pytest.approx(row[f"{layout}_forward_s"] / row["rows_forward_s"])
+    assert row["channels_per_group"] == picked[0].params.c
