@@ -114,6 +114,7 @@ def test_plain_function_signature_decides_support():
     assert any(r["case"] == "batch1.pad1" and r["status"] == "unsupported" for r in recs)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths:UserWarning")
 def test_torch_module_class_and_instance():
     impl = load_impl(torch.nn.Conv2d, op="conv2d")
     assert isinstance(impl, TorchModuleImpl)
