@@ -130,6 +130,22 @@ def _compact(p: Conv2dParams, g, buf: np.ndarray, off: int, tag: str) -> np.ndar
     return out
 
 
+def _gemm_per_image(p: Conv2dParams) -> bool:
+    """Unpadded 1x1 stride-1 layers of ``_MIN_HW`` pixels or more: one GEMM per image on NCHW."""
+    return (p.kh, p.kw, p.stride, p.pads, p.groups) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW
+
+
+def _to_nchw(src: np.ndarray, b: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
+    """The ``(N, O, OH, OW)`` view ``src`` of a channel-major result copied into ``out`` (fresh
+    when None), with the bias added on the way."""
+    y = np.empty(src.shape, src.dtype) if out is None else out
+    if b is not None:
+        np.add(src, b.reshape(-1, 1, 1), out=y)
+    else:
+        np.copyto(y, src)
+    return y
+
+
 def full_k(p: Conv2dParams) -> bool:
     """Whether the layer runs as one GEMM with inner dimension ``kh*kw*C/g`` over compacted tap
     columns (:func:`_tap_columns`) instead of a GEMM per kernel row: where the outputs are few
@@ -168,12 +184,7 @@ def _forward_full_k(p: Conv2dParams, g, x: np.ndarray, w: np.ndarray, b: np.ndar
     ys = scratch("fys", (G, og, p.n * oh * ow), x.dtype)
     np.matmul(np.ascontiguousarray(w).reshape(G, og, cg * p.kh * p.kw), cols.reshape(G, -1, p.n * oh * ow), out=ys)
     src = ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3)
-    y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
-    if b is not None:
-        np.add(src, b.reshape(p.o, 1, 1), out=y)
-    else:
-        np.copyto(y, src)
-    return y
+    return _to_nchw(src, b, out)
 
 
 def forward_gemms(p: Conv2dParams) -> list[tuple[int, int, int]]:
@@ -184,7 +195,7 @@ def forward_gemms(p: Conv2dParams) -> list[tuple[int, int, int]]:
         return []
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
-    if (p.kh, p.kw, p.stride, p.pads, G) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+    if _gemm_per_image(p):
         return [(p.o, p.c, p.h * p.w)] * p.n
     if full_k(p):
         return [(og, cg * p.kh * p.kw, p.n * oh * ow)] * G
@@ -215,8 +226,7 @@ def forward_layout(p: Conv2dParams) -> str:
     (a GEMM per kernel row over stacked copies); ``"depthwise"`` uses no GEMM."""
     if not _fast(p, np.float32):
         return "depthwise"
-    oh, ow = p.out_hw
-    if (p.kh, p.kw, p.stride, p.pads, p.groups) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+    if _gemm_per_image(p):
         return "gemm_per_image"
     if full_k(p):
         return "tap_columns"
@@ -247,7 +257,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
              out: np.ndarray | None = None) -> np.ndarray:
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
-    if (p.kh, p.kw, p.stride, p.pads, G) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW:
+    if _gemm_per_image(p):
         # 1x1: already a GEMM per image on NCHW as it is, no layout change at all
         y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
         np.matmul(w.reshape(p.o, p.c), x.reshape(p.n, p.c, p.h * p.w), out=y.reshape(p.n, p.o, oh * ow))
@@ -277,12 +287,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
                 strided_gemm(wtap[gi, t], ph[k, gi * cg:(gi + 1) * cg, off:off + g.m], ys[gi, :, :g.m],
                              beta=1.0 if t else 0.0)
         src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
-        y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
-        if b is not None:
-            np.add(src, b.reshape(p.o, 1, 1), out=y)
-        else:
-            np.copyto(y, src)
-        return y
+        return _to_nchw(src, b, out)
     rows = _row_operands(p, g, ph, "frow")
     wt = _row_weights(p, w)
     if g.rows > _COMPACT * p.n * oh * ow:
@@ -300,12 +305,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
             for u, (buf, off) in enumerate(rows):
                 strided_gemm(wt[gi, u], buf[gi, :, off:off + g.m], ys[gi, :, :g.m], beta=1.0 if u else 0.0)
         src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
-    y = np.empty((p.n, p.o, oh, ow), x.dtype) if out is None else out
-    if b is not None:
-        np.add(src, b.reshape(p.o, 1, 1), out=y)
-    else:
-        np.copyto(y, src)
-    return y
+    return _to_nchw(src, b, out)
 
 
 def _transposed_params(p: Conv2dParams) -> Conv2dParams | None:
