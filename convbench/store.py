@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["budget_skipped", "SCHEMA_VERSION", "append", "read", "done_keys", "record_key"]
+__all__ = ["budget_skipped", "SCHEMA_VERSION", "append", "read", "done_keys", "record_key", "crossover_path",
+           "crossover_line", "compact_crossover"]
 
 #: version of the bench record format (DESIGN.md "Bench record"); bumped on incompatible changes
 SCHEMA_VERSION = 1
@@ -118,3 +119,52 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, ...]]:
     that holds whatever the budget (unsupported, unavailable). Items skipped for time, timeouts
     and crashes are tried again."""
     return {record_key(r) for r in records if r.get("status") in DONE_STATUSES and not budget_skipped(r)}
+
+
+#: what a crossover line keeps of a bench record: enough to say which implementation took how long
+#: on which call (raw samples and the rest stay in the run's own records)
+CROSSOVER_FIELDS = ("op", "impl", "case", "descriptor", "params", "direction", "dtype", "status", "t_median_s",
+                    "t_min_s", "threads", "time")
+
+
+def crossover_path(machine_id: str) -> Path | None:
+    """This machine's crossover file: every ``ok`` time ``convbench bench`` measures is added to it
+    (:func:`crossover_line`), and the ``fastest`` implementation chooses from it.
+
+    ``$CONVBENCH_CROSSOVER`` names another file (``off`` or empty: none at all), else
+    ``<cache dir>/crossover-<machine id>.jsonl``: one file per machine fingerprint, so a different
+    BLAS kernel, thread count or library version starts a file of its own."""
+    env = os.environ.get("CONVBENCH_CROSSOVER")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "none", "0") else Path(env)
+    from convbench.measure.machine import cache_dir
+
+    return cache_dir() / f"crossover-{machine_id}.jsonl"
+
+
+def crossover_line(rec: dict[str, Any]) -> dict[str, Any]:
+    """The slim copy of a bench record that goes to the crossover file."""
+    return {k: rec[k] for k in CROSSOVER_FIELDS if k in rec}
+
+
+def compact_crossover(path: str | Path, max_bytes: int = 8 << 20) -> bool:
+    """Keep a crossover file that grows run after run bounded: once it is over ``max_bytes``, it
+    is replaced (atomically, by a rename) with the latest line of each (op, impl, descriptor,
+    direction, dtype), the only lines anything reads. Returns whether it was rewritten."""
+    path = Path(path)
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except OSError:
+        return False
+    latest: dict[tuple[str, ...], dict[str, Any]] = {}
+    for rec in read(path):
+        key = tuple(str(rec.get(k)) for k in ("op", "impl", "descriptor", "direction", "dtype"))
+        latest.pop(key, None)   # re-inserted last: the file keeps the order of the latest lines
+        latest[key] = rec
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(_clean(r), default=str, allow_nan=False, separators=(",", ":")) + "\n"
+                     for r in latest.values())
+    os.replace(tmp, path)
+    return True

@@ -89,14 +89,15 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
     raise ValueError(f"cost_model: unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
 
 
-def crossover_path() -> Path:
-    """``$CONVBENCH_CROSSOVER``, else ``<cache dir>/crossover-<machine id>.jsonl``."""
-    env = os.environ.get("CONVBENCH_CROSSOVER")
-    if env:
-        return Path(env)
-    from convbench.measure.machine import cache_dir, fingerprint
+def crossover_path() -> Path | None:
+    """This machine's crossover file (:func:`convbench.store.crossover_path`): where ``convbench
+    bench`` keeps every time it measures. ``$CONVBENCH_CROSSOVER`` overrides it (``off``: none)."""
+    from convbench.measure.machine import fingerprint
+    from convbench.store import crossover_path as path_for
 
-    return cache_dir() / f"crossover-{fingerprint()['id']}.jsonl"
+    if os.environ.get("CONVBENCH_CROSSOVER") is not None:
+        return path_for("")
+    return path_for(fingerprint()["id"])
 
 
 def _key(p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str, str]:
@@ -104,7 +105,8 @@ def _key(p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str, str]:
 
 
 def _load_records(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Best median time per (case, dtype, direction) and candidate, from bench records."""
+    """Median time per (case, dtype, direction) and candidate from bench records: the latest line
+    of each, so that a candidate whose code changed is judged by what it does now."""
     table: dict[tuple[str, str, str], dict[str, float]] = {}
     try:
         lines = path.read_text().splitlines()
@@ -119,9 +121,16 @@ def _load_records(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
             t = float(r["t_median_s"])
         except (ValueError, TypeError, KeyError, AttributeError):
             continue  # a foreign or damaged line says nothing about speed
-        slot = table.setdefault(_key(p, r["dtype"], r["direction"]), {})
-        slot[r["impl"]] = min(t, slot.get(r["impl"], math.inf))
+        table.setdefault(_key(p, r["dtype"], r["direction"]), {})[r["impl"]] = t
     return table
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
 
 
 @register(op="conv2d", name="fastest", backend="numpy", device="cpu", exact=False, algorithm="any",
@@ -148,8 +157,10 @@ class FastestConv2d(Implementation):
 
     def __init__(self, autotune: bool | None = None, crossover: str | Path | None = None) -> None:
         self.autotune = os.environ.get("CONVBENCH_AUTOTUNE", "") in ("1", "true", "yes") if autotune is None else autotune
-        self._crossover = Path(crossover) if crossover is not None else None
+        # the file (None: this machine's, found on first use; False: none)
+        self._crossover: Path | bool | None = Path(crossover) if crossover is not None else None
         self._table: dict[tuple[str, str, str], dict[str, float]] | None = None
+        self._table_stamp: tuple[int, int] | None = None
         self._chosen: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._methods: dict[tuple[Any, ...], Any] = {}
@@ -175,12 +186,18 @@ class FastestConv2d(Implementation):
         return base
 
     def _records(self) -> dict[tuple[str, str, str], dict[str, float]]:
-        if self._table is None:
+        """The crossover table, read again whenever the file has changed since (a bench running
+        in this process adds to it as it goes); choices already made stand."""
+        if self._crossover is None:
             try:
-                path = self._crossover or crossover_path()
+                self._crossover = crossover_path() or False
             except Exception:  # no fingerprint, no file: the other sources remain
-                path = None
-            self._table = _load_records(path) if path is not None else {}
+                self._crossover = False
+        path = self._crossover or None
+        stamp = _stamp(path)
+        if self._table is None or stamp != self._table_stamp:
+            self._table = _load_records(path) if stamp is not None else {}
+            self._table_stamp = stamp
         return self._table
 
     def _decide(self, p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str]:

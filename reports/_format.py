@@ -49,12 +49,23 @@ def _status(r: Any) -> str:
     return f"{r.status}: {r.reason}" if isinstance(r.reason, str) and r.reason else str(r.status)
 
 
+def _impl(r: Any) -> str:
+    """The implementation, with what it ran for one that chooses (fastest: ``fastest → shift_gemm``,
+    and ``(cost model)`` where no measured data decided)."""
+    choice = getattr(r, "choice", None)
+    if not isinstance(choice, str) or not choice:
+        return str(r.impl)
+    by = getattr(r, "chosen_by", None)
+    return f"{r.impl} → {choice}" + (f" ({by})" if isinstance(by, str) and by and by != "crossover" else "")
+
+
 def display_cases(cases: pd.DataFrame) -> pd.DataFrame:
     """The per-case table in display units, one row per machine x case x direction x impl."""
     rows = []
     for r in cases.itertuples(index=False):
         rows.append({
-            "machine": r.machine, "op": r.op, "case": r.case, "direction": r.direction, "dtype": r.dtype, "impl": r.impl,
+            "machine": r.machine, "op": r.op, "case": r.case, "direction": r.direction, "dtype": r.dtype,
+            "impl": _impl(r),
             "median": fmt_time(r.t_median_s), "IQR": fmt_time(r.t_iqr_s), "GFLOP/s": fmt_num(r.gflops),
             "% peak": fmt_num(r.pct_peak, 2, " %"),
             "speedup": (fmt_num(r.speedup, 3, "x") + (" ★" if r.fastest else "")) if not _bad(r.speedup)

@@ -17,7 +17,7 @@ __all__ = ["load", "frame_from_records", "read_records", "machines", "sweep_of",
 BENCH_COLUMNS = ("schema", "run_id", "time", "op", "direction", "impl", "backend", "device", "case",
                  "descriptor", "params", "dtype", "status", "reason", "t_median_s", "t_min_s",
                  "t_iqr_s", "samples", "flops", "gflops", "pct_peak", "bytes_min", "peak_mem_bytes",
-                 "workspace_bytes", "intensity", "count", "threads", "choice")
+                 "workspace_bytes", "intensity", "count", "threads", "choice", "chosen_by")
 _NUMERIC = ("t_median_s", "t_min_s", "t_iqr_s", "flops", "gflops", "pct_peak", "bytes_min",
             "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads")
 FAILED_STATUSES = ("error", "timeout", "crashed", "failed")

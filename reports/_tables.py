@@ -71,7 +71,7 @@ def case_table(frame: pd.DataFrame, baseline: str = "torch_cpu",
         f["err_ratio"] = f["err_ratio"].fillna(pd.Series(rec_err.to_numpy(), index=f.index))
     cols = KEY + ["impl", "status", "reason", "t_median_s", "t_min_s", "t_iqr_s", "gflops", "pct_peak",
                   "speedup", "baseline", "fastest", "peak_mem_bytes", "bytes_min", "mem_overhead",
-                  "workspace_bytes", "intensity", "flops", "err_ratio", "check", "choice", "threads"]
+                  "workspace_bytes", "intensity", "flops", "err_ratio", "check", "choice", "chosen_by", "threads"]
     params = [c for c in f.columns if c.startswith("param_")]
     f = f[cols + params].assign(_dir=f["direction"] != "forward")
     f = f.sort_values(["machine", "op", "case", "_dir", "direction", "dtype", "t_median_s"], kind="stable",

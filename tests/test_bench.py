@@ -297,3 +297,41 @@ def test_blas_threads_are_parked_before_each_measurement(monkeypatch):
     clock = MockClock()
     _run([FakeConv(clock, "fake_park")], clock=clock, directions=("forward",), cases=CASES[:1])
     assert calls, "measure_one did not park the BLAS threads"
+
+
+def test_every_ok_time_goes_to_the_machines_crossover_file(tmp_path, monkeypatch):
+    """What ``fastest`` chooses from: a slim line per ok record, errors left out."""
+    clock = MockClock()
+    cross = tmp_path / "cross.jsonl"
+    monkeypatch.setenv("CONVBENCH_CROSSOVER", str(cross))
+
+    class Boom(FakeConv):
+        def forward(self, p, x, w, b):
+            raise ValueError("planted bug")
+
+    recs = _run([FakeConv(clock, "fake_ok"), Boom(clock, "fake_boom")], clock=clock)
+    lines = store.read(cross)
+    ok = [r for r in recs if r["status"] == "ok"]
+    assert len(lines) == len(ok) < len(recs)
+    assert [(x["impl"], x["case"], x["direction"], x["t_median_s"]) for x in lines] == \
+        [(r["impl"], r["case"], r["direction"], r["t_median_s"]) for r in ok]
+    assert set(lines[0]) <= set(store.CROSSOVER_FIELDS) and "samples" not in lines[0]
+
+
+def test_crossover_file_off_or_unwritable_never_fails_the_run(tmp_path, monkeypatch):
+    clock = MockClock()
+    monkeypatch.setenv("CONVBENCH_CROSSOVER", "off")
+    assert store.crossover_path("any") is None
+    assert all(r["status"] == "ok" for r in _run([FakeConv(clock, "fake_ok")], clock=clock))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CONVBENCH_CROSSOVER", str(blocker / "cross.jsonl"))   # parent is a file
+    with pytest.warns(RuntimeWarning, match="cannot add to the crossover file") as warned:
+        recs = _run([FakeConv(clock, "fake_ok")], clock=clock)
+    assert len(warned) == 1 and all(r["status"] == "ok" for r in recs)
+
+
+def test_crossover_file_defaults_to_one_per_machine_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVBENCH_CROSSOVER", raising=False)
+    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path))
+    assert store.crossover_path("abc123") == tmp_path / "crossover-abc123.jsonl"

@@ -368,3 +368,47 @@ def test_shift_gemm_forward_layout_names_the_path_taken(desc, layout, monkeypatc
         per_chunk = p.kh * p.kw if layout == "taps" else p.kh
         assert len(shift_gemm.forward_gemms(p)) % per_chunk == 0
         assert {k for _, k, _ in shift_gemm.forward_gemms(p)} == {p.c * (1 if layout == "taps" else p.kw)}
+
+
+def _crossover_line(p, name, t, direction="forward"):
+    return json.dumps({"impl": name, "op": "conv2d", "params": {k: list(v) if isinstance(v, tuple) else v
+                                                                for k, v in p.asdict().items()},
+                       "direction": direction, "dtype": "float32", "status": "ok", "t_median_s": t}) + "\n"
+
+
+def test_fastest_reads_the_crossover_file_again_when_it_grows(tmp_path):
+    """A bench in the same process adds to the file as it goes: later decisions see the new times,
+    the latest line of a candidate counts, and choices already made stand."""
+    p1 = Conv2dParams(n=1, c=4, h=8, w=8, o=4, kh=3, kw=3, padding=1)
+    p2 = Conv2dParams(n=1, c=4, h=9, w=9, o=4, kh=3, kw=3, padding=1)
+    path = tmp_path / "cross.jsonl"
+    path.write_text(_crossover_line(p1, "im2col", 0.001) + _crossover_line(p1, "shift_gemm", 0.002))
+    f = FastestConv2d(crossover=path, autotune=False)
+    assert f.choice(p1, "float32", "forward") == "im2col" and f.why(p1, "float32", "forward") == "crossover"
+    with open(path, "a") as fh:   # im2col measured again, slower now; p2 measured for the first time
+        fh.write(_crossover_line(p1, "im2col", 0.005) + _crossover_line(p2, "stride_tricks", 1e-4)
+                 + _crossover_line(p2, "shift_gemm", 1e-3))
+    assert f.choice(p2, "float32", "forward") == "stride_tricks" and f.why(p2, "float32", "forward") == "crossover"
+    assert f.choice(p1, "float32", "forward") == "im2col"          # decided before the new lines: stands
+    g = FastestConv2d(crossover=path, autotune=False)
+    assert g.choice(p1, "float32", "forward") == "shift_gemm"       # the latest im2col line counts
+
+
+def test_fastest_in_a_bench_chooses_from_the_times_that_run_measured(tmp_path, monkeypatch):
+    """``convbench bench`` times fastest after the candidates whatever the order given (the
+    registry's is alphabetical), so its choice comes from the times just measured on this
+    machine, no file named by hand."""
+    from convbench.cases import parse_descriptor
+    from convbench.measure.bench import run_bench
+
+    monkeypatch.setenv("CONVBENCH_CROSSOVER", str(tmp_path / "cross.jsonl"))
+    case = parse_descriptor("n1c8h10w10o8k3p1")
+    f = FastestConv2d(autotune=False)        # a fresh one: the registered instance may have decided
+    f.info = get_impl("fastest").info
+    recs = run_bench([f, get_impl("shift_gemm"), get_impl("im2col")], [case], progress=False,
+                     directions=("forward",), budget=None,
+                     machine={"id": "t", "peak_gflops": {"float32": 100.0, "float64": 50.0}, "peak_gbps": 10.0})
+    by = {r["impl"]: r for r in recs}
+    assert by["fastest"]["status"] == "ok" and f.why(case.params, "float32", "forward") == "crossover"
+    assert by["fastest"]["choice"] == min(("shift_gemm", "im2col"), key=lambda n: by[n]["t_median_s"])
+    assert by["fastest"]["chosen_by"] == "crossover" and by["shift_gemm"]["chosen_by"] is None

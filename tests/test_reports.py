@@ -298,3 +298,19 @@ def test_err_ratio_carried_by_records_is_kept():
     assert t[t.impl == "im2col"]["err_ratio"].tolist() == [0.25]
     t = case_table(frame_from_records(recs), check_records=check_records(impls=("im2col",)))
     assert t[t.impl == "im2col"]["err_ratio"].tolist() == [pytest.approx(0.05)]  # checks win
+
+
+def test_case_table_shows_what_a_choosing_implementation_ran():
+    """Issue 8: the report shows which algorithm fastest chose where, and flags a choice made
+    without measured data."""
+    from reports._format import display_cases
+
+    recs = bench_records(cases=QUICK[:1], impls=("im2col",), directions=("forward", "backward"))
+    for r in [r for r in recs if r["impl"] == "im2col"]:   # fastest, as it records what it ran
+        fwd = r["direction"] == "forward"
+        recs.append({**r, "impl": "fastest", "choice": "shift_gemm" if fwd else "im2col",
+                     "chosen_by": "crossover" if fwd else "cost model"})
+    shown = display_cases(case_table(frame_from_records(recs)))
+    impls = set(shown["impl"])
+    assert {"im2col", "fastest → shift_gemm", "fastest → im2col (cost model)"} <= impls
+    assert "fastest" not in impls

@@ -367,13 +367,19 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
     p = case.params
     flops = int(p.flops(direction))
     bytes_min = int(p.bytes_min(direction, np.dtype(case.dtype).itemsize))
-    choice = None
+    choice = chosen_by = None
     f = getattr(impl, "choice", None)
     if f is not None:
         try:
             choice = f(p, case.dtype, direction) if callable(f) else f
         except Exception as exc:
             choice = f"choice() raised {type(exc).__name__}: {exc}"
+    why = getattr(impl, "why", None)
+    if choice is not None and callable(why):   # what decided it (fastest: crossover, autotune, cost model)
+        try:
+            chosen_by = str(why(p, case.dtype, direction))
+        except Exception:
+            chosen_by = None
     return {"schema": store.SCHEMA_VERSION, "run_id": runner.run_id,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": runner.machine, "op": case.op,
             "direction": direction, "impl": impl.info.name, "backend": impl.info.backend,
@@ -381,7 +387,7 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
             "params": case.as_dict()["params"], "dtype": case.dtype, "count": case.count,
             "flops": flops, "bytes_min": bytes_min, "intensity": flops / bytes_min if bytes_min else None,
             "workspace_bytes": workspace_bytes(impl, p, case.dtype, direction), "threads": runner.threads,
-            "choice": choice}
+            "choice": choice, "chosen_by": chosen_by}
 
 
 def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, budget: float | None = None,
@@ -439,6 +445,9 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         if machine is None:
             fp = fingerprint()
             machine = machine_record(fp, peaks(fp))
+        # an implementation that chooses among the others (algorithm "any", like fastest) goes
+        # after them on each case: it can then choose from the times this run has just measured
+        impls = sorted(impls, key=lambda i: getattr(getattr(i, "info", None), "algorithm", None) == "any")
         items = [(impl, case, d) for case in cases for impl in impls for d in directions]
         todo = []
         for impl, case, d in items:
@@ -456,6 +465,12 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         budget_clock.items_left = len(todo)
         runner = _Runner(out, budget_clock, machine, th,
                          timeout_grace=timeout_grace, clock=clock)
+        crossover = store.crossover_path(str(machine.get("id"))) if machine.get("id") else None
+        if crossover is not None:
+            try:
+                store.compact_crossover(crossover)
+            except OSError:
+                pass  # unreadable or unwritable: the first append says so
         stream = None
         if progress is False:
             import io
@@ -482,10 +497,26 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                     runner.records.append(rec)
                     if out is not None:
                         store.append(out, rec)
+                    if crossover is not None and rec.get("status") == "ok":
+                        crossover = _add_to_crossover(crossover, rec)
                     advance(f"{impl.info.name} {case.id} {d}")
         finally:
             runner.close()
     return runner.records
+
+
+def _add_to_crossover(path: Path, rec: dict[str, Any]) -> Path | None:
+    """Keep ``rec``'s time in this machine's crossover file (what ``fastest`` chooses from); a file
+    that cannot be written is said once and then left alone, never failing the run."""
+    try:
+        store.append(path, store.crossover_line(rec), fsync=False)
+        return path
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(f"convbench: cannot add to the crossover file {path} ({exc}); set CONVBENCH_CROSSOVER "
+                      f"to another file, or to 'off'", RuntimeWarning, stacklevel=3)
+        return None
 
 
 class _TTY:
