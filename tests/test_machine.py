@@ -81,3 +81,18 @@ def test_cache_dir_default_and_override(monkeypatch, tmp_path):
     assert machine.cache_dir() == tmp_path / "convbench"
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "x"))
     assert machine.cache_dir() == tmp_path / "x"
+
+
+def test_fingerprint_id_is_the_same_for_the_first_and_later_calls_of_a_process():
+    """threadpoolctl sets KMP_DUPLICATE_LIB_OK on its first look at the pools: the id must not
+    depend on whether that has happened yet (a fresh interpreter, as every CLI run is)."""
+    import subprocess
+    import sys
+
+    code = ("from convbench.measure.machine import fingerprint\n"
+            "a = fingerprint()['id']; b = fingerprint()['id']\n"
+            "print(a, b)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "KMP_DUPLICATE_LIB_OK"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    a, b = out.stdout.split()
+    assert a == b

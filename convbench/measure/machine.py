@@ -97,10 +97,13 @@ def fingerprint() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
     }
     fp.update(_torch_info())  # torch first: its own OpenMP pool then shows in threadpoolctl's list
     fp["blas"] = _blas()
+    # the environment last: threadpoolctl's first look at the pools sets KMP_DUPLICATE_LIB_OK, so
+    # read before it, the first fingerprint of a process differed from every later one (and the
+    # peaks cache and crossover file of one machine were split between two ids)
+    fp["env"] = {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)}
     fp["id"] = _hash(fp)
     return fp
 
