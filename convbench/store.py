@@ -35,6 +35,11 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _line(record: dict[str, Any]) -> str:
+    """``record`` as one JSON line (non-finite floats as null)."""
+    return json.dumps(_clean(record), default=str, allow_nan=False, separators=(",", ":")) + "\n"
+
+
 def append(path: str | Path, record: dict[str, Any], *, fsync: bool = True) -> None:
     """Append ``record`` to ``path`` as one JSON line, atomically.
 
@@ -50,7 +55,7 @@ def append(path: str | Path, record: dict[str, Any], *, fsync: bool = True) -> N
     path = Path(path)
     if not isinstance(record, dict):
         raise TypeError(f"record must be a dict, got {type(record).__name__}")
-    line = (json.dumps(_clean(record), default=str, allow_nan=False, separators=(",", ":")) + "\n").encode()
+    line = _line(record).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -127,19 +132,20 @@ CROSSOVER_FIELDS = ("op", "impl", "case", "descriptor", "params", "direction", "
                     "t_min_s", "threads", "time")
 
 
-def crossover_path(machine_id: str) -> Path | None:
+def crossover_path(machine_id: str | None = None) -> Path | None:
     """This machine's crossover file: every ``ok`` time ``convbench bench`` measures is added to it
     (:func:`crossover_line`), and the ``fastest`` implementation chooses from it.
 
     ``$CONVBENCH_CROSSOVER`` names another file (``off`` or empty: none at all), else
     ``<cache dir>/crossover-<machine id>.jsonl``: one file per machine fingerprint, so a different
-    BLAS kernel, thread count or library version starts a file of its own."""
+    BLAS kernel, thread count or library version starts a file of its own (``machine_id``
+    defaults to this process's fingerprint)."""
     env = os.environ.get("CONVBENCH_CROSSOVER")
     if env is not None:
         return None if env.strip().lower() in ("", "off", "none", "0") else Path(env)
-    from convbench.measure.machine import cache_dir
+    from convbench.measure.machine import cache_dir, fingerprint
 
-    return cache_dir() / f"crossover-{machine_id}.jsonl"
+    return cache_dir() / f"crossover-{machine_id or fingerprint()['id']}.jsonl"
 
 
 def crossover_line(rec: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +170,6 @@ def compact_crossover(path: str | Path, max_bytes: int = 8 << 20) -> bool:
         latest[key] = rec
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        f.writelines(json.dumps(_clean(r), default=str, allow_nan=False, separators=(",", ":")) + "\n"
-                     for r in latest.values())
+        f.writelines(_line(r) for r in latest.values())
     os.replace(tmp, path)
     return True

@@ -92,26 +92,19 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
 def crossover_path() -> Path | None:
     """This machine's crossover file (:func:`convbench.store.crossover_path`): where ``convbench
     bench`` keeps every time it measures. ``$CONVBENCH_CROSSOVER`` overrides it (``off``: none)."""
-    from convbench.measure.machine import fingerprint
     from convbench.store import crossover_path as path_for
 
-    if os.environ.get("CONVBENCH_CROSSOVER") is not None:
-        return path_for("")
-    return path_for(fingerprint()["id"])
+    return path_for()
 
 
 def _key(p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str, str]:
     return (p.descriptor, dtype, direction)
 
 
-def _load_records(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Median time per (case, dtype, direction) and candidate from bench records: the latest line
-    of each, so that a candidate whose code changed is judged by what it does now."""
-    table: dict[tuple[str, str, str], dict[str, float]] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return table
+def _add_lines(table: dict[tuple[str, str, str], dict[str, float]], lines: list[bytes]) -> None:
+    """Median time per (case, dtype, direction) and candidate from bench records, into ``table``:
+    a later line replaces an earlier one, so that a candidate whose code changed is judged by
+    what it does now."""
     for line in lines:
         try:
             r = json.loads(line)
@@ -122,15 +115,6 @@ def _load_records(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
         except (ValueError, TypeError, KeyError, AttributeError):
             continue  # a foreign or damaged line says nothing about speed
         table.setdefault(_key(p, r["dtype"], r["direction"]), {})[r["impl"]] = t
-    return table
-
-
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    try:
-        st = path.stat() if path is not None else None
-    except OSError:
-        return None
-    return None if st is None else (st.st_mtime_ns, st.st_size)
 
 
 @register(op="conv2d", name="fastest", backend="numpy", device="cpu", exact=False, algorithm="any",
@@ -159,8 +143,8 @@ class FastestConv2d(Implementation):
         self.autotune = os.environ.get("CONVBENCH_AUTOTUNE", "") in ("1", "true", "yes") if autotune is None else autotune
         # the file (None: this machine's, found on first use; False: none)
         self._crossover: Path | bool | None = Path(crossover) if crossover is not None else None
-        self._table: dict[tuple[str, str, str], dict[str, float]] | None = None
-        self._table_stamp: tuple[int, int] | None = None
+        self._table: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._read: tuple[int, int, int] | None = None   # (device, inode, bytes taken) of the file
         self._chosen: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._methods: dict[tuple[Any, ...], Any] = {}
@@ -186,18 +170,36 @@ class FastestConv2d(Implementation):
         return base
 
     def _records(self) -> dict[tuple[str, str, str], dict[str, float]]:
-        """The crossover table, read again whenever the file has changed since (a bench running
-        in this process adds to it as it goes); choices already made stand."""
+        """The crossover table. The file only grows (a bench in this process adds to it as it
+        goes), so only what was appended since the last look is parsed; a file replaced
+        (compacted) or shrunk is read again whole. Choices already made stand."""
         if self._crossover is None:
             try:
                 self._crossover = crossover_path() or False
             except Exception:  # no fingerprint, no file: the other sources remain
                 self._crossover = False
-        path = self._crossover or None
-        stamp = _stamp(path)
-        if self._table is None or stamp != self._table_stamp:
-            self._table = _load_records(path) if stamp is not None else {}
-            self._table_stamp = stamp
+        try:
+            st = self._crossover.stat() if self._crossover else None
+        except OSError:
+            st = None
+        if st is None:
+            self._table, self._read = {}, None
+            return self._table
+        dev, ino, taken = self._read or (None, None, 0)
+        if (dev, ino) != (st.st_dev, st.st_ino) or st.st_size < taken:
+            self._table, taken = {}, 0
+        if st.st_size > taken:
+            try:
+                with open(self._crossover, "rb") as f:
+                    f.seek(taken)
+                    data = f.read()
+            except OSError:
+                return self._table
+            end = data.rfind(b"\n") + 1
+            # a last line still being written is parsed now and again once it is whole
+            _add_lines(self._table, data.splitlines())
+            taken += end
+        self._read = (st.st_dev, st.st_ino, taken)
         return self._table
 
     def _decide(self, p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str]:

@@ -392,6 +392,14 @@ def test_fastest_reads_the_crossover_file_again_when_it_grows(tmp_path):
     assert f.choice(p1, "float32", "forward") == "im2col"          # decided before the new lines: stands
     g = FastestConv2d(crossover=path, autotune=False)
     assert g.choice(p1, "float32", "forward") == "shift_gemm"       # the latest im2col line counts
+    from convbench import store   # a bench compacts the file (a new, smaller one), then adds to it
+
+    assert store.compact_crossover(path, max_bytes=0)
+    p3 = Conv2dParams(n=1, c=4, h=7, w=7, o=4, kh=3, kw=3, padding=1)
+    with open(path, "a") as fh:
+        fh.write(_crossover_line(p3, "im2col", 1e-4) + _crossover_line(p3, "shift_gemm", 1e-3))
+    assert f.choice(p3, "float32", "forward") == "im2col" and f.why(p3, "float32", "forward") == "crossover"
+    assert FastestConv2d(crossover=path, autotune=False).choice(p2, "float32", "forward") == "stride_tricks"
 
 
 def test_fastest_in_a_bench_chooses_from_the_times_that_run_measured(tmp_path, monkeypatch):
