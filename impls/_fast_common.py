@@ -15,7 +15,7 @@ try:  # BLAS with beta: accumulate in place instead of matmul into a temporary a
 except ImportError:  # pragma: no cover - scipy is a dependency; NumPy alone still works
     _blas = None
 
-__all__ = ["pool", "workers", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
+__all__ = ["pool", "workers", "zero_border", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
            "to_phases", "from_phases"]
 
 
@@ -66,6 +66,17 @@ def workers() -> int:
     ctl = _controller()
     blas = [c for c in ctl.lib_controllers if c.user_api == "blas"] if ctl is not None else []
     return max(1, min(c.num_threads for c in blas)) if blas else 1
+
+
+def zero_border(img: np.ndarray, rows: slice, cols: slice) -> None:
+    """Zero every element of ``img[..., H, W]`` outside ``img[..., rows, cols]`` (the padding of a
+    phase image whose inside a copy is about to fill), instead of zeroing the whole buffer first."""
+    r0, r1 = rows.start, max(rows.stop, rows.start)
+    c0, c1 = cols.start, max(cols.stop, cols.start)
+    img[..., :r0, :] = 0
+    img[..., r1:, :] = 0
+    img[..., r0:r1, :c0] = 0
+    img[..., r0:r1, c1:] = 0
 
 
 def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) -> None:

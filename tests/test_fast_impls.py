@@ -166,6 +166,23 @@ def test_shift_gemm_every_gemm_layout_bit_exact(case, layout, monkeypatch):
             assert np.array_equal(g.astype(np.float64), r), f"{case.id} {layout} {label}"
 
 
+@pytest.mark.parametrize("name", ("shift_gemm", "winograd"))
+@pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
+def test_result_owes_nothing_to_old_scratch(name, case):
+    """The fast families reuse scratch buffers between calls and zero only the padding they need:
+    with every scratch byte poisoned (NaN) between two calls, the second call is still bit-exact."""
+    impl, p = get_impl(name), case.params
+    if impl.unsupported(p, "float32", "forward"):
+        pytest.skip("unsupported")
+    inp = OP.make_inputs(p, "float32", fill="exact", seed=8)
+    first = _run(impl, p, inp)
+    for buf in _fast_common._WORKSPACE.__dict__.values():
+        buf.fill(0xFF)
+    for label, a, b in zip(("forward", "grad_input", "grad_weight", "grad_bias"), first, _run(impl, p, inp)):
+        if a is not None:
+            assert not np.isnan(b).any() and np.array_equal(a, b), f"{name} {case.id} {label}"
+
+
 def test_shift_gemm_full_k_chosen_for_few_outputs_per_filter():
     from impls.shift_gemm import full_k
 
@@ -173,7 +190,7 @@ def test_shift_gemm_full_k_chosen_for_few_outputs_per_filter():
     assert not full_k(Conv2dParams(n=8, c=64, h=56, w=56, o=64, kh=3, kw=3, padding=1))
 
 
-@pytest.mark.parametrize("desc", ["n8c512h7w7o512k3p1", "n8c64h56w56o64k3p1", "n3c8h9w9o4k3s2p1",
+@pytest.mark.parametrize("desc", ["n8c512h7w7o512k3p1", "n8c64h56w56o64k3p1", "n8c128h56w56o128k3s2p1", "n3c8h9w9o4k3s2p1",
                                   "n2c4h12w12o6k1", "n8c16h7w7o8k3p1g2", "n2c3h5w5o8k1s2"])
 def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, monkeypatch):
     """The GEMM shapes the ceiling measurement times are exactly those the forward multiplies."""
@@ -200,6 +217,22 @@ def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, monkeypatch):
     monkeypatch.undo()
     assert seen and seen == shift_gemm.forward_gemms(p)
     assert sum(2 * m * k * n for m, k, n in seen) >= 2 * p.macs
+
+
+@pytest.mark.parametrize("desc,dtype,per", [("n8c128h56w56o128k3s2p1", "float32", 2), ("n8c64h56w56o64k3p1", "float32", 4),
+                                            ("n8c64h56w56o64k3p1", "float64", 2), ("n8c256h14w14o256k3p1", "float32", 8),
+                                            ("n7c64h56w56o64k3p1", "float32", 4), ("n1c512h224w224o8k3p1", "float32", 1)])
+def test_shift_gemm_images_per_chunk(desc, dtype, per):
+    """The batch is cut into equal chunks whose phases fit the cache budget (one image at least)."""
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    g = _fast_common.geometry(p)
+    got = shift_gemm.images_per_chunk(p, g, np.dtype(dtype).itemsize)
+    assert got == per
+    chunks = -(-p.n // got)
+    assert -(-p.n // chunks) == got   # no chunk much smaller than the others
 
 
 def test_shift_gemm_accumulates_in_place():
