@@ -14,9 +14,9 @@ __all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms", "forward
 
 _MIN_HW = 100   # 1x1 per image on NCHW from this many pixels; below, one batched GEMM (measured)
 _COMPACT = 1.4   # padded-width columns per real output above which windows are compacted
-#: phase-buffer bytes per chunk of images in the forward (measured on an AMD EPYC, 32 MiB L3:
-#: ResNet-50's 3x3 layers at batch 8 ran 4-10 % faster in chunks of 2-4 MB than whole, 10-20 %
-#: faster than in chunks of 1 MB)
+#: phase-buffer bytes per chunk of images in the forward (measured on an AMD EPYC VM, 32 MiB L3:
+#: ResNet-50's 3x3 layers at batch 8 ran 3-21 % faster in chunks of 2-4 MB than whole, the
+#: stride-2 128-channel layer most, and 8-35 % faster than in chunks of 1 MB)
 _CHUNK_BYTES = 4 << 20
 _TAP_C = 64   # input channels per group from which each tap is a GEMM of its own (measured)
 _FULL_K = 4   # output positions per output channel up to which all taps form one GEMM (measured)

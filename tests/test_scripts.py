@@ -151,3 +151,32 @@ def test_shift_gemm_layouts_compares_against_rows_and_restores_the_rules(layout)
     (row,) = rows
     assert row["ratio_forward"] == pytest.approx(row[f"{layout}_forward_s"] / row["rows_forward_s"])
     assert row["channels_per_group"] == picked[0].params.c
+
+
+@pytest.mark.parametrize("shape,pad", [((2, 3, 9, 9), 1), ((1, 4, 8, 11), 0), ((2, 2, 5, 6), 2)])
+def test_winograd_f4_prototype_matches_the_oracle(shape, pad):
+    """F(4x4, 3x3) of the prototype script: right on sizes that are and are not multiples of the
+    4x4 tile, with and without padding (its timings are for the docs, its result is tested)."""
+    mod = _load("winograd_f4_prototype")
+    from convbench.ops import get_op
+
+    rng = np.random.default_rng(0)
+    n, c, h, w_ = shape
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((5, c, 3, 3))
+    p = Conv2dParams(n=n, c=c, h=h, w=w_, o=5, kh=3, kw=3, padding=pad)
+    ref = get_op("conv2d").reference_forward(p, x, w, None)
+    parts: dict[str, float] = {}
+    got = mod.winograd_f4(x, w, pad, parts=parts)
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-12 * np.abs(ref).max() * 100
+    assert {"gather", "GEMMs", "scatter"} <= set(parts)
+    bad = w.copy()
+    bad[0, 0, 1, 1] += 1.0   # a planted wrong tap is seen
+    assert np.abs(mod.winograd_f4(x, bad, pad) - ref).max() > 1e-3
+
+
+def test_winograd_f4_prototype_runs(capsys):
+    mod = _load("winograd_f4_prototype")
+    assert mod.main(["--batch", "1", "--rounds", "1", "--channels", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "F(4x4,3x3)" in out and "n1c8h14w14o8k3s1p1" in out and "GEMMs" in out
