@@ -228,26 +228,33 @@ def gemm_ceiling(case: Case, budget: float) -> float | None:
 
 def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: float, peak: float) -> str:
     """3x3 layers with >= 64 channels: forward % of peak of torch_cpu, fastest, and shift_gemm's
-    GEMMs alone (issue 8's 50 % target set against what this BLAS gives on these shapes)."""
+    GEMMs alone (issue 8's 50 % target set against what this BLAS gives on these shapes), and
+    fastest's backward % where the run timed the backward."""
     by = {(r["impl"], r["case"], r["direction"]): r for r in records}
     rows = [c for c in cases if _big_3x3(c) and ("fastest", c.id, "forward") in by]
     if not rows:
         return ""
-    lines = [f"\n3x3 layers with >= 64 channels, forward, % of {peak:.1f} GFLOP/s GEMM peak:",
-             f"{'layer':30s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s}"]
-    fast, ceil = [], []
+    lines = [f"\n3x3 layers with >= 64 channels, % of {peak:.1f} GFLOP/s GEMM peak:",
+             f"{'layer':30s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s} {'fastest backward':>17s}"]
+    fast, ceil, back = [], [], []
     for c in rows:
         flops = c.params.flops("forward")
         t = gemm_ceiling(c, budget)
         g = 100 * flops / t / 1e9 / peak if t else math.nan
         tr, fr = by.get(("torch_cpu", c.id, "forward")), by[("fastest", c.id, "forward")]
+        br = by.get(("fastest", c.id, "backward"))
         tp = 100 * tr["gflops"] / peak if tr and tr["gflops"] else math.nan
         fp = 100 * fr["gflops"] / peak
+        bp = 100 * br["gflops"] / peak if br and br.get("gflops") else math.nan
         fast.append(fp)
         ceil.append(g)
-        lines.append(f"{c.id:30s} {tp:8.1f}% {fp:7.1f}% {g:15.1f}%")
+        back.append(bp)
+        lines.append(f"{c.id:30s} {tp:8.1f}% {fp:7.1f}% {g:15.1f}% {bp:16.1f}%")
     lines.append(f"fastest {min(fast):.1f}-{max(fast):.1f} % (geometric mean {_geomean(fast):.1f} %); "
                  f"shift_gemm's GEMMs alone {min(ceil):.1f}-{max(ceil):.1f} % (geometric mean {_geomean(ceil):.1f} %)")
+    timed = [b for b in back if math.isfinite(b)]
+    if timed:
+        lines.append(f"fastest backward {min(timed):.1f}-{max(timed):.1f} % (geometric mean {_geomean(timed):.1f} %)")
     return "\n".join(lines)
 
 

@@ -100,6 +100,7 @@ def test_ceiling_report_times_shift_gemms_own_gemms(monkeypatch):
     flops = big.params.flops("forward")
     recs = [{"impl": "fastest", "case": "m.big", "direction": "forward", "gflops": 50.0},
             {"impl": "torch_cpu", "case": "m.big", "direction": "forward", "gflops": 80.0},
+            {"impl": "fastest", "case": "m.big", "direction": "backward", "gflops": 40.0},
             {"impl": "fastest", "case": "m.small", "direction": "forward", "gflops": 1.0}]
     seen = []
 
@@ -115,8 +116,13 @@ def test_ceiling_report_times_shift_gemms_own_gemms(monkeypatch):
     assert seen == [((m, k), (k, n)) for m, k, n in forward_gemms(big.params)]
     assert "m.small" not in text                       # fewer than 64 channels: not in the summary
     line = next(x for x in text.splitlines() if x.startswith("m.big"))
-    assert line.split()[1:] == ["80.0%", "50.0%", "75.0%"]
-    assert "fastest 50.0-50.0 %" in text
+    assert line.split()[1:] == ["80.0%", "50.0%", "75.0%", "40.0%"]
+    assert "fastest 50.0-50.0 %" in text and "fastest backward 40.0-40.0 %" in text
+    recs = [r for r in recs if r["direction"] == "forward"]   # a forward-only run: backward left blank
+    monkeypatch.setattr(perf, "_time", fake_time)
+    text = perf.ceiling_report(recs, [big], budget=0.01, peak=100.0)
+    assert next(x for x in text.splitlines() if x.startswith("m.big")).split()[-1] == "nan%"
+    assert "fastest backward" not in text.splitlines()[-1]
 
 
 @pytest.mark.parametrize("layout", ("tap_columns", "taps"))
