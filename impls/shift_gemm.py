@@ -367,7 +367,10 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
     # small outputs instead of three)
     _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
                     for gi in range(G) for u, (buf, off) in enumerate(rows)])
-    dw = np.ascontiguousarray(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4)).reshape(
+    # a copy always: with one kernel row the transpose is already contiguous, and
+    # ascontiguousarray would hand the scratch buffer itself to the caller (the next backward
+    # call overwrote that grad_weight: found by the results_kept check)
+    dw = np.array(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4), order="C").reshape(
         p.o, cg, p.kh, p.kw)
     if w is None:
         return None, dw, db

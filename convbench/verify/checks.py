@@ -2,7 +2,7 @@
 
 Value checks (``exact``, ``random``) give one record per value direction (``forward``,
 ``grad_input``, ``grad_weight``, ``grad_bias``); contract checks (``shape``, ``dtype``,
-``inputs_unmodified``, ``deterministic``, ``nan``, ``layout``) one per contract direction
+``inputs_unmodified``, ``deterministic``, ``results_kept``, ``nan``, ``layout``) one per contract direction
 (``forward``, ``backward``). A partial record has the keys ``direction, check, status,
 max_abs_err, err_ratio, tolerance, message``; the runner adds ``impl, op, case, repro``. An
 exception raised by the implementation becomes an ``error`` record; nothing here raises because
@@ -21,7 +21,7 @@ from convbench.verify.oracle import expected, run_impl, value_directions
 from convbench.verify.tolerance import bound, describe, err_ratio
 
 __all__ = ["CHECKS", "run_check", "check_exact", "check_random", "check_shape", "check_dtype",
-           "check_inputs_unmodified", "check_deterministic", "check_nan", "check_layout"]
+           "check_inputs_unmodified", "check_deterministic", "check_results_kept", "check_nan", "check_layout"]
 
 SEED = 20240607
 MAX_BAD_SHOWN = 3
@@ -329,6 +329,25 @@ def check_layout(impl: Any, case: Case, directions: list[str]) -> list[dict[str,
     return out
 
 
+def check_results_kept(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:
+    """A result keeps its bits when the implementation is called again on other inputs: it is the
+    caller's array, not a buffer the implementation reuses (a per-shape output or scratch array
+    handed out would be overwritten by the next layer's call)."""
+    spec = get_op(case.params.op)
+
+    def body(direction: str, inputs: dict[str, np.ndarray]) -> tuple[str, str]:
+        first = _call(impl, case, {k: v.copy() for k, v in inputs.items()}, direction)
+        kept = {d: None if v is None else np.array(v, copy=True) for d, v in first.items()}
+        other = spec.make_inputs(case.params, case.dtype, fill="random", seed=SEED + 1)
+        _call(impl, case, other, direction)
+        probs = [f"{d} of one call was overwritten by the next call (on other inputs): the "
+                 f"implementation returned an array it reuses, not a fresh one"
+                 for d, v in first.items() if v is not None and not _bitwise_equal(v, kept[d])]
+        return ("failed", "; ".join(probs)) if probs else ("passed", "")
+
+    return _each_direction("results_kept", impl, case, directions, body)
+
+
 #: check name -> function(impl, case, directions) -> partial records, in the order they run
 CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "shape": check_shape,
@@ -337,6 +356,7 @@ CHECKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "random": check_random,
     "inputs_unmodified": check_inputs_unmodified,
     "deterministic": check_deterministic,
+    "results_kept": check_results_kept,
     "nan": check_nan,
     "layout": check_layout,
 }
