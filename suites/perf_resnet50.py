@@ -234,7 +234,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
     rows = [c for c in cases if _big_3x3(c) and ("fastest", c.id, "forward") in by]
     if not rows:
         return ""
-    lines = [f"\n3x3 layers with >= 64 channels, % of {peak:.1f} GFLOP/s GEMM peak:",
+    lines = [f"\n3x3 layers with >= 64 channels, % of {peak:.1f} GFLOP/s GEMM peak (forward; the last column backward):",
              f"{'layer':30s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s} {'fastest backward':>17s}"]
     fast, ceil, back = [], [], []
     for c in rows:
