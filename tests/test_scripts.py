@@ -186,3 +186,17 @@ def test_winograd_f4_prototype_runs(capsys):
     assert mod.main(["--batch", "1", "--rounds", "1", "--channels", "8"]) == 0
     out = capsys.readouterr().out
     assert "F(4x4,3x3)" in out and "n1c8h14w14o8k3s1p1" in out and "GEMMs" in out
+
+
+@pytest.mark.parametrize("cached,now", [(100.0, 120.0), (130.0, 90.0)])
+def test_perf_peak_is_the_higher_of_cached_and_now(cached, now, monkeypatch):
+    """A peak cached in a slow minute must not let later figures pass 100 %, nor a slow minute
+    now flatter them: the script takes the higher of the two and says so."""
+    perf = _load("perf_resnet50")
+    from convbench.measure import machine
+
+    monkeypatch.setattr(machine, "peaks", lambda: {"peak_gflops": {"float32": cached}, "measured_at": "then"})
+    monkeypatch.setattr(machine, "measure_peaks", lambda: {"peak_gflops": {"float32": now}})
+    peak, source = perf._peak_gflops()
+    assert peak == max(cached, now)
+    assert f"{cached:.1f} cached (then)" in source and f"{now:.1f} now" in source
