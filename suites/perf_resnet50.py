@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", action="append", choices=NUMPY_IMPLS, help="NumPy implementations (default: all)")
     ap.add_argument("--direction", action="append", choices=("forward", "backward"))
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--peak", type=float, default=None, metavar="GFLOPS",
+                    help="float32 GEMM peak to take percentages of (default: the higher of the cached peak and one "
+                         "measured at the start), to compare runs against one reference")
     ap.add_argument("--model", default="resnet50",
                     help="another model of the models suite (vgg16, mobilenetv2, ...) or 'all' (default resnet50)")
     ap.add_argument("--budget", type=float, default=None, help="timing budget per call, seconds")
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
           f"{'mkldnn' if torch.backends.mkldnn.is_available() else 'no mkldnn'}")
-    peak, source = _peak_gflops()
+    peak, source = (args.peak, "given with --peak") if args.peak else _peak_gflops()
     print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s ({source}); {len(cases)} layers of {args.model}, "
           f"batch {args.batch}, float32")
     records = run(cases, impls, directions, budget, slow_factor=8.0 if args.quick else 20.0, out=args.out)

@@ -200,3 +200,14 @@ def test_perf_peak_is_the_higher_of_cached_and_now(cached, now, monkeypatch):
     peak, source = perf._peak_gflops()
     assert peak == max(cached, now)
     assert f"{cached:.1f} cached (then)" in source and f"{now:.1f} now" in source
+
+
+def test_perf_peak_given_on_the_command_line_is_used(monkeypatch, capsys):
+    perf = _load("perf_resnet50")
+    seen = {}
+    monkeypatch.setattr(perf, "_peak_gflops", lambda: pytest.fail("measured although --peak was given"))
+    monkeypatch.setattr(perf, "run", lambda *a, **k: [])
+    monkeypatch.setattr(perf, "report", lambda recs, cases, impls, dirs, peak: seen.setdefault("peak", peak) and "")
+    monkeypatch.setattr(perf, "ceiling_report", lambda *a: "")
+    assert perf.main(["--quick", "--peak", "139.5", "--impl", "shift_gemm"]) == 0
+    assert seen["peak"] == 139.5 and "139.5 GFLOP/s (given with --peak)" in capsys.readouterr().out
