@@ -90,39 +90,68 @@ def test_perf_run_marks_hopeless_implementations_by_one_call(tmp_path):
     assert by["fft"]["reason"] == "single call (slow)"
 
 
-def test_ceiling_report_times_shift_gemms_own_gemms(monkeypatch):
-    """The 3x3 >= 64-channel summary: fastest's % of peak from its record, the GEMMs-alone figure
-    from timing exactly the shapes shift_gemm's forward multiplies."""
+def test_ceiling_report_takes_percentages_of_the_peak_timed_alongside(monkeypatch):
+    """The 3x3 >= 64-channel summary times fastest (forward and backward), torch_cpu, shift_gemm's
+    GEMMs alone and the peak GEMMs in one alternation, and divides by the faster peak of that
+    same stretch; the run's own figure, of the peak given, stays beside it."""
     perf = _load("perf_resnet50")
     big = Case(id="m.big", params=Conv2dParams(n=1, c=64, h=4, w=4, o=64, kh=3, kw=3, padding=1, bias=False),
                dtype="float32")
     small = Case(id="m.small", params=Conv2dParams(n=1, c=8, h=4, w=4, o=8, kh=3, kw=3, padding=1), dtype="float32")
-    flops = big.params.flops("forward")
-    recs = [{"impl": "fastest", "case": "m.big", "direction": "forward", "gflops": 50.0},
-            {"impl": "torch_cpu", "case": "m.big", "direction": "forward", "gflops": 80.0},
-            {"impl": "fastest", "case": "m.big", "direction": "backward", "gflops": 40.0},
-            {"impl": "fastest", "case": "m.small", "direction": "forward", "gflops": 1.0}]
-    seen = []
-
-    def fake_time(fn, budget):
-        fn()
-        return flops / 75e9            # GEMMs alone at 75 GFLOP/s
-    monkeypatch.setattr(perf, "_time", fake_time)
+    fl, bl = big.params.flops("forward"), big.params.flops("backward")
+    recs = [{"impl": "shift_gemm", "case": "m.big", "descriptor": big.descriptor, "op": "conv2d",
+             "params": big.as_dict()["params"], "direction": d, "dtype": "float32", "status": "ok",
+             "t_median_s": 1e-3} for d in ("forward", "backward")]
+    recs += [{"impl": "fastest", "case": "m.big", "direction": "forward", "gflops": 25.0},
+             {"impl": "torch_cpu", "case": "m.big", "direction": "forward", "gflops": 80.0},
+             {"impl": "fastest", "case": "m.big", "direction": "backward", "gflops": 40.0},
+             {"impl": "fastest", "case": "m.small", "direction": "forward", "gflops": 1.0}]
+    peak_flops = 2 * 1024 ** 3
+    rates = {"fastest": 50e9, "torch_cpu": 80e9, "gemms": 75e9, "backward": 40e9, "peak_numpy": 100e9,
+             "peak_torch": 90e9}
+    seen: dict[str, list] = {}
     real = np.matmul
-    monkeypatch.setattr(np, "matmul", lambda a, b, out=None: seen.append((a.shape, b.shape)) or real(a, b, out=out))
-    text = perf.ceiling_report(recs, [big, small], budget=0.01, peak=100.0)
-    monkeypatch.undo()
+
+    def fake_alongside(fns, budget, rounds=3):
+        seen["names"] = list(fns)
+        calls = []
+        monkeypatch.setattr(np, "matmul", lambda a, b, out=None: calls.append((a.shape, b.shape)) or real(a, b, out=out))
+        fns["gemms"]()
+        monkeypatch.setattr(np, "matmul", real)
+        seen["gemms"] = calls
+        y = fns["fastest"]()
+        assert y.shape == (1, 64, 4, 4)
+        if "backward" in fns:
+            assert len(fns["backward"]()) == 3
+        flops = {"backward": bl, "peak_numpy": peak_flops, "peak_torch": peak_flops}
+        return {k: flops.get(k, fl) / rates[k] for k in fns}
+    monkeypatch.setattr(perf, "alongside", fake_alongside)
+    monkeypatch.setattr(perf, "peak_calls", lambda: {"numpy": lambda: None, "torch": lambda: None})
+    text = perf.ceiling_report(recs, [big, small], budget=0.01, peak=125.0)
     from impls.shift_gemm import forward_gemms
-    assert seen == [((m, k), (k, n)) for m, k, n in forward_gemms(big.params)]
+    assert seen["gemms"] == [((m, k), (k, n)) for m, k, n in forward_gemms(big.params)]
+    assert sorted(seen["names"]) == sorted(rates)
     assert "m.small" not in text                       # fewer than 64 channels: not in the summary
     line = next(x for x in text.splitlines() if x.startswith("m.big"))
-    assert line.split()[1:] == ["80.0%", "50.0%", "75.0%", "40.0%"]
-    assert "fastest 50.0-50.0 %" in text and "fastest backward 40.0-40.0 %" in text
+    # of the faster peak alongside (100 GFLOP/s, NumPy's), not the run's 125: torch 80, fastest 50, GEMMs 75,
+    # backward 40; the run's 25 GFLOP/s of 125: 20
+    assert line.split()[1:] == ["100.0", "80.0%", "50.0%", "75.0%", "40.0%", "20.0%"]
+    assert "fastest 50.0-50.0 %" in text and "1/1 at >= 50 %" in text and "fastest backward 40.0-40.0 %" in text
+    assert "of 125.0 GFLOP/s: fastest 20.0-20.0 %" in text
+    rates["fastest"] = 49e9
     recs = [r for r in recs if r["direction"] == "forward"]   # a forward-only run: backward left blank
-    monkeypatch.setattr(perf, "_time", fake_time)
     text = perf.ceiling_report(recs, [big], budget=0.01, peak=100.0)
-    assert next(x for x in text.splitlines() if x.startswith("m.big")).split()[-1] == "nan%"
-    assert "fastest backward" not in text.splitlines()[-1]
+    assert "backward" not in seen["names"]
+    assert next(x for x in text.splitlines() if x.startswith("m.big")).split()[5] == "-"
+    assert "0/1 at >= 50 %" in text and not any(x.startswith("fastest backward") for x in text.splitlines())
+
+
+def test_peak_calls_multiply_the_peak_shapes():
+    perf = _load("perf_resnet50")
+    calls = perf.peak_calls(n=16)
+    assert set(calls) == {"numpy", "torch"}
+    for fn in calls.values():
+        fn()
 
 
 @pytest.mark.parametrize("layout", ("tap_columns", "taps"))
