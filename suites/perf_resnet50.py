@@ -60,6 +60,17 @@ def resnet50_cases(batch: int = 8, quick: bool = False, model: str = "resnet50")
     return cases
 
 
+def select_layers(cases: list[Case], patterns: list[str]) -> list[Case]:
+    """The cases whose id contains one of ``patterns`` (all when none is given)."""
+    if not patterns:
+        return cases
+    picked = [c for c in cases if any(pat in c.id for pat in patterns)]
+    if not picked:
+        raise SystemExit(f"--layer {' '.join(patterns)!r} matches none of the {len(cases)} layers "
+                         f"({cases[0].id} ... {cases[-1].id})")
+    return picked
+
+
 def blas_description() -> str:
     """The BLAS libraries loaded, with the kernel each runs (threadpoolctl) and the forcing variables."""
     from threadpoolctl import threadpool_info
@@ -377,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                          "measured at the start), to compare runs against one reference")
     ap.add_argument("--model", default="resnet50",
                     help="another model of the models suite (vgg16, mobilenetv2, ...) or 'all' (default resnet50)")
+    ap.add_argument("--layer", action="append", default=[], metavar="PATTERN",
+                    help="only the layers whose id contains PATTERN (repeatable), e.g. layer2.0.conv2")
     ap.add_argument("--budget", type=float, default=None, help="timing budget per call, seconds")
     ap.add_argument("--out", type=Path, help="append the records (JSON lines) to this file")
     args = ap.parse_args(argv)
@@ -386,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv2], env)
     impls = args.impl or list(NUMPY_IMPLS)
     directions = args.direction or ["forward", "backward"]
-    cases = resnet50_cases(args.batch, args.quick, args.model)
+    cases = select_layers(resnet50_cases(args.batch, args.quick, args.model), args.layer)
     budget = args.budget or (0.3 if args.quick else 2.0)
     print(f"BLAS: {blas_description()}")
     import torch

@@ -240,3 +240,19 @@ def test_perf_peak_given_on_the_command_line_is_used(monkeypatch, capsys):
     monkeypatch.setattr(perf, "ceiling_report", lambda *a: "")
     assert perf.main(["--quick", "--peak", "139.5", "--impl", "shift_gemm"]) == 0
     assert seen["peak"] == 139.5 and "139.5 GFLOP/s (given with --peak)" in capsys.readouterr().out
+
+
+def test_perf_layer_picks_layers_by_id_and_names_a_pattern_that_matches_none(monkeypatch, capsys):
+    perf = _load("perf_resnet50")
+    cases = perf.resnet50_cases()
+    picked = perf.select_layers(cases, ["layer2.0.conv2", "layer4.1."])
+    assert [c.id for c in picked] == ["resnet50.layer2.0.conv2", "resnet50.layer4.1.conv1", "resnet50.layer4.1.conv2"]
+    assert perf.select_layers(cases, []) == cases
+    with pytest.raises(SystemExit, match=r"--layer 'layer9' matches none of the 23 layers"):
+        perf.select_layers(cases, ["layer9"])
+    seen = {}
+    monkeypatch.setattr(perf, "run", lambda cases, *a, **k: seen.setdefault("ids", [c.id for c in cases]) and [])
+    monkeypatch.setattr(perf, "report", lambda *a: "")
+    monkeypatch.setattr(perf, "ceiling_report", lambda *a: "")
+    assert perf.main(["--layer", "layer2.0.conv2", "--peak", "100"]) == 0
+    assert seen["ids"] == ["resnet50.layer2.0.conv2"]
