@@ -146,15 +146,21 @@ def _geomean(xs: list[float]) -> float:
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else math.nan
 
 
-def _paired(fns: list[Any], budget: float, rounds: int = 3) -> list[float]:
-    """Median seconds of each of ``fns``, timed in alternation (``rounds`` rounds, each a short
-    measurement of every one in turn, ``budget`` seconds per function in all): a drift of the machine then moves all of them alike, so
-    their ratio holds even when this VM's speed changes by 10-20 % from one minute to the next."""
+def _rounds(fns: list[Any], budget: float, rounds: int = 3) -> list[list[float]]:
+    """Median seconds of each of ``fns`` in each of ``rounds`` rounds (per function, per round),
+    every round a short measurement of every one in turn, ``budget`` seconds per function in all."""
     per: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):
             per[i].append(_time(fn, budget / rounds))
-    return [float(np.median(t)) for t in per]
+    return per
+
+
+def _paired(fns: list[Any], budget: float, rounds: int = 3) -> list[float]:
+    """Median seconds of each of ``fns``, timed in alternation (``rounds`` rounds, each a short
+    measurement of every one in turn, ``budget`` seconds per function in all): a drift of the machine then moves all of them alike, so
+    their ratio holds even when this VM's speed changes by 10-20 % from one minute to the next."""
+    return [float(np.median(t)) for t in _rounds(fns, budget, rounds)]
 
 
 def run(cases: list[Case], impls: list[str], directions: list[str], budget: float, slow_factor: float,
@@ -262,19 +268,20 @@ def peak_calls(n: int = 1024) -> dict[str, Any]:
     return calls
 
 
-def alongside(fns: dict[str, Any], budget: float, rounds: int = 3) -> dict[str, float]:
-    """Median seconds of each of ``fns``, timed in alternation (:func:`_paired`), by name."""
-    return dict(zip(fns, _paired(list(fns.values()), budget, rounds)))
+def alongside(fns: dict[str, Any], budget: float, rounds: int = 6) -> dict[str, list[float]]:
+    """Seconds of each of ``fns`` per round, timed in alternation (:func:`_rounds`), by name."""
+    return dict(zip(fns, _rounds(list(fns.values()), budget, rounds)))
 
 
 def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: float, peak: float) -> str:
     """3x3 layers with >= 64 channels, where issue 8 asks for 50 % of the GEMM peak: fastest's
     forward (and backward, where the run timed it), torch_cpu's forward and shift_gemm's GEMMs
-    alone, timed once more in alternation with the peak GEMM itself (:func:`peak_calls`), so that
-    each percentage is of the peak measured in the same minutes. This VM's speed swings by 20-30 %
-    from one minute to the next: a peak measured at the start moved the percentages of a layer
-    timed minutes later by as much (34-55 % for one layer over five runs). The figures of the run's
-    own timing, of the peak given at the start, are printed alongside for comparison."""
+    alone, timed once more in alternation with the peak GEMM itself (:func:`peak_calls`): six
+    rounds, each a short measurement of every one in turn; a percentage is the median over the
+    rounds of each round's time against that round's peak, measured seconds apart. This VM's speed
+    swings by 20-30 % from one minute to the next: a peak measured at the start moved the
+    percentages of a layer timed minutes later by as much (34-55 % for one layer over five runs).
+    The figures of the run's own timing, of the peak given at the start, are printed beside them."""
     from impls.fastest import FastestConv2d
 
     by = {(r["impl"], r["case"], r["direction"]): r for r in records}
@@ -300,22 +307,28 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
             calls = peak_calls()
             fns.update({f"peak_{k}": v for k, v in calls.items()})
             t = alongside(fns, budget)
-            local = max(2 * 1024 ** 3 / t[f"peak_{k}"] / 1e9 for k in calls)
+            # each round's peak is the faster library's in that round; each percentage is the
+            # median over the rounds of the round's own ratio (seconds apart, not minutes)
+            local = [max(2 * 1024 ** 3 / t[f"peak_{k}"][i] / 1e9 for k in calls) for i in range(len(t["fastest"]))]
 
             def pct(name: str, direction: str = "forward") -> float:
-                return 100 * c.params.flops(direction) / t[name] / 1e9 / local if name in t else math.nan
+                if name not in t:
+                    return math.nan
+                flops = c.params.flops(direction)
+                return float(np.median([100 * flops / s / 1e9 / pk for s, pk in zip(t[name], local)]))
             run_pct = 100 * by[("fastest", c.id, "forward")]["gflops"] / peak
-            table.append((c.id, local, pct("torch_cpu"), pct("fastest"), pct("gemms"),
+            table.append((c.id, float(np.median(local)), pct("torch_cpu"), pct("fastest"), pct("gemms"),
                           pct("backward", "backward"), run_pct))
     finally:
         os.unlink(tmp)
-    lines = [f"\n3x3 layers with >= 64 channels, forward timed again in alternation with the 1024^3 float32 GEMM "
-             f"peak (NumPy's and torch's, the faster): % of that peak measured alongside; the last column is "
-             f"fastest in the run above, % of its {peak:.1f} GFLOP/s",
+    lines = [f"\n3x3 layers with >= 64 channels, timed again in alternation with the 1024^3 float32 GEMM peak "
+             f"(NumPy's and torch's, the faster): median over the rounds of % of that round's peak; the last "
+             f"column is fastest in the run above, % of its {peak:.1f} GFLOP/s",
              f"{'layer':30s} {'peak GF/s':>9s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s} "
              f"{'fastest backward':>17s} {'fastest, run':>13s}"]
     def cell(x: float, width: int) -> str:
         return f"{x:{width - 1}.1f}%" if math.isfinite(x) else f"{'-':>{width}s}"
+
     for name, local, tp, fp, gp, bp, rp in table:
         lines.append(f"{name:30s} {local:9.1f} {cell(tp, 9)} {cell(fp, 8)} {cell(gp, 16)} {cell(bp, 17)} "
                      f"{cell(rp, 13)}")
