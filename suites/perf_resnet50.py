@@ -294,6 +294,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
     try:
         fastest = FastestConv2d(crossover=tmp)
         op = get_op("conv2d")
+        calls = peak_calls()
         table = []
         for c in rows:
             inputs = op.make_inputs(c.params, c.dtype)
@@ -304,7 +305,6 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
                 fns["gemms"] = gemms
             if ("fastest", c.id, "backward") in by:
                 fns["backward"] = _call(fastest, c, "backward", inputs)
-            calls = peak_calls()
             fns.update({f"peak_{k}": v for k, v in calls.items()})
             t = alongside(fns, budget)
             # each round's peak is the faster library's in that round; each percentage is the
@@ -326,6 +326,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
              f"column is fastest in the run above, % of its {peak:.1f} GFLOP/s",
              f"{'layer':30s} {'peak GF/s':>9s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s} "
              f"{'fastest backward':>17s} {'fastest, run':>13s}"]
+
     def cell(x: float, width: int) -> str:
         return f"{x:{width - 1}.1f}%" if math.isfinite(x) else f"{'-':>{width}s}"
 
