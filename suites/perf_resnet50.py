@@ -268,6 +268,11 @@ def peak_calls(n: int = 1024) -> dict[str, Any]:
     return calls
 
 
+#: seconds per function in the 3x3 table's alternation at the least (0.15 s per round): with
+#: --quick's 0.3 s, blocks of 50 ms put shift_gemm's GEMMs alone at 51 % where longer ones give 75 %
+_MIN_ALONGSIDE_S = 0.9
+
+
 def alongside(fns: dict[str, Any], budget: float, rounds: int = 6) -> dict[str, list[float]]:
     """Seconds of each of ``fns`` per round, timed in alternation (:func:`_rounds`), by name."""
     return dict(zip(fns, _rounds(list(fns.values()), budget, rounds)))
@@ -306,7 +311,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
             if ("fastest", c.id, "backward") in by:
                 fns["backward"] = _call(fastest, c, "backward", inputs)
             fns.update({f"peak_{k}": v for k, v in calls.items()})
-            t = alongside(fns, budget)
+            t = alongside(fns, max(budget, _MIN_ALONGSIDE_S))
             # each round's peak is the faster library's in that round; each percentage is the
             # median over the rounds of the round's own ratio (seconds apart, not minutes)
             local = [max(2 * 1024 ** 3 / t[f"peak_{k}"][i] / 1e9 for k in calls) for i in range(len(t["fastest"]))]

@@ -115,7 +115,7 @@ def test_ceiling_report_takes_percentages_of_the_peak_timed_alongside(monkeypatc
     real = np.matmul
 
     def fake_alongside(fns, budget, rounds=6):
-        seen["names"] = list(fns)
+        seen["names"], seen["budget"] = list(fns), budget
         calls = []
         monkeypatch.setattr(np, "matmul", lambda a, b, out=None: calls.append((a.shape, b.shape)) or real(a, b, out=out))
         fns["gemms"]()
@@ -133,6 +133,7 @@ def test_ceiling_report_takes_percentages_of_the_peak_timed_alongside(monkeypatc
     from impls.shift_gemm import forward_gemms
     assert seen["gemms"] == [((m, k), (k, n)) for m, k, n in forward_gemms(big.params)]
     assert sorted(seen["names"]) == sorted(rates)
+    assert seen["budget"] == perf._MIN_ALONGSIDE_S        # never blocks too short to time a layer
     assert "m.small" not in text                       # fewer than 64 channels: not in the summary
     line = next(x for x in text.splitlines() if x.startswith("m.big"))
     # of each round's faster peak (NumPy's; median 60 GFLOP/s), not the run's 125: torch 80, fastest 50,
