@@ -255,17 +255,9 @@ def gemms_alone(case: Case) -> Any:
 def peak_calls(n: int = 1024) -> dict[str, Any]:
     """The calls the machine's float32 GEMM peak is measured with (``convbench machine``: an
     ``n``-cubed matmul in NumPy and in torch, the faster of the two is the peak), by library."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    c = np.empty((n, n), np.float32)
-    calls = {"numpy": lambda: np.matmul(a, b, out=c)}
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency of the benchmark
-        return calls
-    ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
-    calls["torch"] = lambda: torch.matmul(ta, tb, out=tc)
-    return calls
+    from convbench.measure.machine import peak_gemm_calls
+
+    return peak_gemm_calls("float32", n)
 
 
 #: seconds per function in the 3x3 table's alternation at the least (0.15 s per round): with

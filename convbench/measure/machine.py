@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fingerprint", "peaks", "describe", "machine_record", "cache_dir"]
+__all__ = ["fingerprint", "peaks", "measure_peaks", "peak_gemm_calls", "describe", "machine_record", "cache_dir"]
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
 #: fingerprint keys that identify a machine configuration (the cache key and the record's id)
@@ -137,27 +137,6 @@ def _best_of(fn: Any, seconds: float, min_reps: int = 3) -> float:
     return best
 
 
-def _gemm_gflops(dtype: str, n: int, seconds: float) -> float:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    c = np.empty((n, n), dtype)
-    t = _best_of(lambda: np.matmul(a, b, out=c), seconds)
-    return 2 * n ** 3 / t / 1e9
-
-
-def _torch_gemm_gflops(dtype: str, n: int, seconds: float) -> float | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    a = torch.randn(n, n, dtype=getattr(torch, dtype))
-    b = torch.randn(n, n, dtype=getattr(torch, dtype))
-    c = torch.empty(n, n, dtype=getattr(torch, dtype))
-    t = _best_of(lambda: torch.matmul(a, b, out=c), seconds)
-    return 2 * n ** 3 / t / 1e9
-
-
 def _copy_gbps(nbytes: int, seconds: float) -> float:
     src = np.ones(nbytes // 8, np.float64)
     dst = np.empty_like(src)
@@ -165,13 +144,34 @@ def _copy_gbps(nbytes: int, seconds: float) -> float:
     return 2 * src.nbytes / t / 1e9  # a copy reads and writes every byte
 
 
+def peak_gemm_calls(dtype: str = "float32", n: int = 1024) -> dict[str, Any]:
+    """The calls a GEMM peak is measured with, by library: an ``n``-cubed ``dtype`` matmul in NumPy
+    and, where torch is installed, in torch (the same values); the faster is the peak. For
+    timing elsewhere next to the peak itself (``suites/perf_resnet50.py``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    calls: dict[str, Any] = {"numpy": lambda: np.matmul(a, b, out=c)}
+    try:
+        import torch
+    except ImportError:
+        return calls
+    # torch's own (64-byte aligned) allocations, as torch code would have them
+    ta, tb = torch.from_numpy(a).clone(), torch.from_numpy(b).clone()
+    tc = torch.empty(n, n, dtype=getattr(torch, dtype))
+    calls["torch"] = lambda: torch.matmul(ta, tb, out=tc)
+    return calls
+
+
 def measure_peaks(gemm_n: int = 1024, seconds: float = 0.4, copy_bytes: int = 256 << 20) -> dict[str, Any]:
     """Measure the peaks now (no cache): GEMM GFLOP/s per dtype with NumPy and torch, copy GB/s."""
     out: dict[str, Any] = {"peak_gflops": {}, "torch_gflops": {}, "gemm_n": gemm_n, "copy_bytes": copy_bytes}
     out["numpy_gflops"] = {}
     for dt in ("float32", "float64"):
-        ng = _gemm_gflops(dt, gemm_n, seconds)
-        tg = _torch_gemm_gflops(dt, gemm_n, seconds / 2)
+        calls = peak_gemm_calls(dt, gemm_n)
+        ng = 2 * gemm_n ** 3 / _best_of(calls["numpy"], seconds) / 1e9
+        tg = 2 * gemm_n ** 3 / _best_of(calls["torch"], seconds / 2) / 1e9 if "torch" in calls else None
         out["numpy_gflops"][dt] = round(ng, 2)
         out["torch_gflops"][dt] = None if tg is None else round(tg, 2)
         # the machine's peak is the best GEMM any library here reaches: % of peak then never
