@@ -272,7 +272,9 @@ def _row_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
 
 
 def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
-             out: np.ndarray | None = None, chunk: bool = True) -> np.ndarray:
+             out: np.ndarray | None = None, chunk: bool = True, wts: dict | None = None) -> np.ndarray:
+    """The float forward; ``wts`` carries the weights in GEMM order from one chunk of images to
+    the next (made once per call: 0.2 ms a chunk for a 128x128x3x3 kernel)."""
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
     if _gemm_per_image(p):
@@ -290,15 +292,19 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
         # a few images at a time when the phases are large: they stay in cache, while small
         # images keep the whole batch for long GEMMs
         y = np.empty((p.n, p.o) + p.out_hw, x.dtype) if out is None else out
+        wts = {}
         for i in range(0, p.n, per):
             j = min(p.n, i + per)
-            _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j], chunk=False)
+            _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j], chunk=False, wts=wts)
         return y
+    wts = {} if wts is None else wts
     ph = _cn_phases(p, g, x, "fph")
     if _per_tap(p, g):
         # enough channels for a GEMM per tap: each reads its shifted window of the phases as it
         # is, no kw copies of the input at all (K = C/g instead of kw*C/g)
-        wtap = _tap_weights(p, w)
+        wtap = wts.get("tap")
+        if wtap is None:
+            wtap = wts["tap"] = _tap_weights(p, w)
         ys = scratch("fys", (G, og, g.rows), x.dtype)
         for gi in range(G):
             for t, (_, _, k, off) in enumerate(g.taps):
@@ -307,7 +313,9 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
         src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
         return _to_nchw(src, b, out)
     rows = _row_operands(p, g, ph, "frow")
-    wt = _row_weights(p, w)
+    wt = wts.get("row")
+    if wt is None:
+        wt = wts["row"] = _row_weights(p, w)
     if g.rows > _COMPACT * p.n * oh * ow:
         # small images: most of the padded-width columns would be thrown away (65 % extra flops
         # at 7x7), so copy each kernel row's window down to the real outputs first

@@ -235,6 +235,33 @@ def test_shift_gemm_images_per_chunk(desc, dtype, per):
     assert -(-p.n // chunks) == got   # no chunk much smaller than the others
 
 
+@pytest.mark.parametrize("desc", ["n5c64h20w20o16k3s2p1", "n5c8h12w12o16k3p1"])
+def test_shift_gemm_chunked_forward_matches_and_orders_the_weights_once(desc, monkeypatch):
+    """Chunks of images (a cache budget small enough for three chunks of 2, 2 and 1 images) give
+    the whole batch's result exactly, and the weights are put in GEMM order once per call, not once
+    per chunk (taps layout at 64 channels, rows layout at 8)."""
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    g = _fast_common.geometry(p)
+    inp = OP.make_inputs(p, "float32", fill="exact", seed=3)   # small integers: every order exact
+    x, w, b = inp["x"], inp["w"], inp["b"]
+    whole = shift_gemm._forward(p, x, w, b, chunk=False)
+    per_image = g.hq * g.wq * p.c * 4 * len(g.phases) * (1 if p.c >= 64 else 4)
+    monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * per_image)
+    assert shift_gemm.images_per_chunk(p, g, 4) == 2
+    calls = []
+    for name in ("_tap_weights", "_row_weights"):
+        real = getattr(shift_gemm, name)
+        monkeypatch.setattr(shift_gemm, name, lambda q, ww, real=real, name=name: calls.append(name) or real(q, ww))
+    got = shift_gemm._forward(p, x, w, b)
+    assert np.array_equal(got, whole)
+    assert len(calls) == 1 and calls[0] == ("_tap_weights" if p.c >= 64 else "_row_weights")
+    np.testing.assert_allclose(got, _torch(p, x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                           np.zeros(got.shape))[0], rtol=0, atol=0)
+
+
 def test_shift_gemm_accumulates_in_place():
     """The beta=1 GEMM must write the caller's array (a copy would silently drop the sum)."""
     rng = np.random.default_rng(0)
