@@ -223,6 +223,9 @@ def forward_gemms(p: Conv2dParams, dtype: str = "float32") -> list[tuple[int, in
     for i in range(0, p.n, per):
         q = dataclasses.replace(p, n=min(p.n, i + per) - i)
         gq = geometry(q)
+        if full_k(q):   # a short last chunk with few outputs per filter: tap columns, as _forward
+            out += [(og, cg * p.kh * p.kw, q.n * oh * ow)] * G
+            continue
         if _per_tap(q, gq):
             out += [(og, cg, gq.m)] * (G * p.kh * p.kw)
             continue
