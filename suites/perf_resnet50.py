@@ -93,10 +93,10 @@ def _peak_gflops() -> tuple[float, str]:
     slow minute of a VM whose speed swings 20-30 % made later GEMMs reach 104 % of it; the
     higher of the two never flatters a percentage."""
     try:
-        from convbench.measure.machine import measure_peaks, peaks
+        from convbench.measure.machine import gemm_peak, peaks
 
         cached = peaks()
-        now = float(measure_peaks()["peak_gflops"]["float32"])
+        now = float(gemm_peak("float32")["peak"])
         old = float(cached["peak_gflops"]["float32"])
         return max(old, now), f"the higher of {old:.1f} cached ({cached.get('measured_at', '?')}) and {now:.1f} now"
     except Exception:  # no measure layer: a large float32 GEMM, best of a few

@@ -65,6 +65,12 @@ def test_measured_peaks_have_every_figure():
     assert pk["peak_gbps"] > 0 and pk["gemm_n"] == 128 and pk["measured_at"]
 
 
+def test_gemm_peak_is_the_faster_library():
+    g = machine.gemm_peak("float32", n=128, seconds=0.02)
+    assert g["numpy"] > 0 and (g["torch"] is None or g["torch"] > 0)
+    assert g["peak"] == max(g["numpy"], g["torch"] or 0.0)
+
+
 def test_describe_and_machine_record():
     fp = machine.fingerprint()
     pk = {"peak_gflops": {"float32": 12.5, "float64": 6.25}, "torch_gflops": {"float32": 11.0}, "peak_gbps": 9.0}

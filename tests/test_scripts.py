@@ -228,7 +228,7 @@ def test_perf_peak_is_the_higher_of_cached_and_now(cached, now, monkeypatch):
     from convbench.measure import machine
 
     monkeypatch.setattr(machine, "peaks", lambda: {"peak_gflops": {"float32": cached}, "measured_at": "then"})
-    monkeypatch.setattr(machine, "measure_peaks", lambda: {"peak_gflops": {"float32": now}})
+    monkeypatch.setattr(machine, "gemm_peak", lambda dtype: {"peak": now} if dtype == "float32" else pytest.fail(dtype))
     peak, source = perf._peak_gflops()
     assert peak == max(cached, now)
     assert f"{cached:.1f} cached (then)" in source and f"{now:.1f} now" in source

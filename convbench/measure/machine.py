@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fingerprint", "peaks", "measure_peaks", "peak_gemm_calls", "describe", "machine_record", "cache_dir"]
+__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "peak_gemm_calls", "describe", "machine_record", "cache_dir"]
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
 #: fingerprint keys that identify a machine configuration (the cache key and the record's id)
@@ -164,19 +164,27 @@ def peak_gemm_calls(dtype: str = "float32", n: int = 1024) -> dict[str, Any]:
     return calls
 
 
+def gemm_peak(dtype: str = "float32", n: int = 1024, seconds: float = 0.4) -> dict[str, float | None]:
+    """One dtype's GEMM peak measured now (no cache), GFLOP/s: ``numpy`` and ``torch`` (None
+    without torch), best of the calls of :func:`peak_gemm_calls` over ``seconds`` (torch half
+    of it), and ``peak``, the faster of the two."""
+    calls = peak_gemm_calls(dtype, n)
+    ng = 2 * n ** 3 / _best_of(calls["numpy"], seconds) / 1e9
+    tg = 2 * n ** 3 / _best_of(calls["torch"], seconds / 2) / 1e9 if "torch" in calls else None
+    # the machine's peak is the best GEMM any library here reaches: % of peak then never
+    # exceeds 100% because one library's GEMM is slower than another's
+    return {"numpy": ng, "torch": tg, "peak": max(ng, tg or 0.0)}
+
+
 def measure_peaks(gemm_n: int = 1024, seconds: float = 0.4, copy_bytes: int = 256 << 20) -> dict[str, Any]:
     """Measure the peaks now (no cache): GEMM GFLOP/s per dtype with NumPy and torch, copy GB/s."""
     out: dict[str, Any] = {"peak_gflops": {}, "torch_gflops": {}, "gemm_n": gemm_n, "copy_bytes": copy_bytes}
     out["numpy_gflops"] = {}
     for dt in ("float32", "float64"):
-        calls = peak_gemm_calls(dt, gemm_n)
-        ng = 2 * gemm_n ** 3 / _best_of(calls["numpy"], seconds) / 1e9
-        tg = 2 * gemm_n ** 3 / _best_of(calls["torch"], seconds / 2) / 1e9 if "torch" in calls else None
-        out["numpy_gflops"][dt] = round(ng, 2)
-        out["torch_gflops"][dt] = None if tg is None else round(tg, 2)
-        # the machine's peak is the best GEMM any library here reaches: % of peak then never
-        # exceeds 100% because one library's GEMM is slower than another's
-        out["peak_gflops"][dt] = round(max(ng, tg or 0.0), 2)
+        g = gemm_peak(dt, gemm_n, seconds)
+        out["numpy_gflops"][dt] = round(g["numpy"], 2)
+        out["torch_gflops"][dt] = None if g["torch"] is None else round(g["torch"], 2)
+        out["peak_gflops"][dt] = round(g["peak"], 2)
     out["peak_gbps"] = round(_copy_gbps(copy_bytes, seconds), 2)
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return out
