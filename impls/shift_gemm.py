@@ -205,32 +205,37 @@ def images_per_chunk(p: Conv2dParams, g, itemsize: int) -> int:
     return -(-p.n // chunks)
 
 
+def _chunks(p: Conv2dParams, g, itemsize: int) -> list[tuple[int, int]]:
+    """``[(first, stop), ...]`` image ranges the per-tap and per-row forward runs one at a time."""
+    per = images_per_chunk(p, g, itemsize)
+    return [(i, min(p.n, i + per)) for i in range(0, p.n, per)]
+
+
 def forward_gemms(p: Conv2dParams, dtype: str = "float32") -> list[tuple[int, int, int]]:
     """``(M, K, N)`` of every GEMM the float32/float64 forward runs on ``p``, in order (empty for
     depthwise layers, which use no GEMM): what the forward would cost with no copy at all, for
-    ceiling measurements (``suites/perf_resnet50.py``)."""
-    if not _fast(p, np.float32):
-        return []
+    ceiling measurements (``suites/perf_resnet50.py``). The layout of each chunk of images is
+    :func:`forward_layout`'s, which the forward follows."""
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
-    if _gemm_per_image(p):
-        return [(p.o, p.c, p.h * p.w)] * p.n
-    if full_k(p):
-        return [(og, cg * p.kh * p.kw, p.n * oh * ow)] * G
-    g = geometry(p)
-    per = images_per_chunk(p, g, np.dtype(dtype).itemsize)
-    out = []
-    for i in range(0, p.n, per):
-        q = dataclasses.replace(p, n=min(p.n, i + per) - i)
-        gq = geometry(q)
-        if full_k(q):   # a short last chunk with few outputs per filter: tap columns, as _forward
-            out += [(og, cg * p.kh * p.kw, q.n * oh * ow)] * G
-            continue
-        if _per_tap(q, gq):
-            out += [(og, cg, gq.m)] * (G * p.kh * p.kw)
-            continue
-        cols = q.n * oh * ow if gq.rows > _COMPACT * q.n * oh * ow else gq.m
-        out += [(og, cg * p.kw, cols)] * (G * p.kh)
+    layout = forward_layout(p)
+    if layout in ("depthwise", "gemm_per_image", "tap_columns"):
+        chunks = [p]
+    else:
+        chunks = [dataclasses.replace(p, n=j - i) for i, j in _chunks(p, geometry(p), np.dtype(dtype).itemsize)]
+    out: list[tuple[int, int, int]] = []
+    for q in chunks:
+        layout = forward_layout(q)   # a short last chunk may take another layout than the rest
+        if layout == "gemm_per_image":
+            out += [(q.o, q.c, q.h * q.w)] * q.n
+        elif layout == "tap_columns":
+            out += [(og, cg * q.kh * q.kw, q.n * oh * ow)] * G
+        elif layout == "taps":
+            out += [(og, cg, geometry(q).m)] * (G * q.kh * q.kw)
+        elif layout == "rows":
+            gq = geometry(q)
+            cols = q.n * oh * ow if gq.rows > _COMPACT * q.n * oh * ow else gq.m
+            out += [(og, cg * q.kw, cols)] * (G * q.kh)
     return out
 
 
@@ -290,14 +295,13 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     g = geometry(p)
     if full_k(p):
         return _forward_full_k(p, g, x, w, b, out)
-    per = images_per_chunk(p, g, x.itemsize)
-    if chunk and p.n > per:
+    chunks = _chunks(p, g, x.itemsize) if chunk else [(0, p.n)]
+    if len(chunks) > 1:
         # a few images at a time when the phases are large: they stay in cache, while small
         # images keep the whole batch for long GEMMs
         y = np.empty((p.n, p.o) + p.out_hw, x.dtype) if out is None else out
         wts = {}
-        for i in range(0, p.n, per):
-            j = min(p.n, i + per)
+        for i, j in chunks:
             _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j], chunk=False, wts=wts)
         return y
     wts = {} if wts is None else wts
