@@ -58,9 +58,18 @@ class FunctionImpl(Implementation):
                   "dilation": _pair_arg(p.dilation), "groups": p.groups}
         for key, argname in self.kwnames.items():
             kw[argname] = values[key]
-        if self.takes_bias:
-            return self.fn(x, w, b, **kw)
-        return self.fn(x, w, **kw)
+        try:
+            if self.takes_bias:
+                return self.fn(x, w, b, **kw)
+            return self.fn(x, w, **kw)
+        except Exception as exc:
+            # the arguments it was given, where a case passes per-axis (h, w) pairs the reader may
+            # not expect: "padding=(2, 0)" explains a failure deep inside np.pad
+            args = ["x", "w"] + (["b" if b is not None else "None"] if self.takes_bias else [])
+            args += [f"{k}={v!r}" for k, v in kw.items()]
+            name = getattr(self.fn, "__name__", "f")
+            exc.__notes__ = [*getattr(exc, "__notes__", []), f"called as {name}({', '.join(args)})"]
+            raise
 
 
 def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[str]:

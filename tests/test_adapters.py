@@ -114,6 +114,17 @@ def test_plain_function_signature_decides_support():
     assert any(r["case"] == "batch1.pad1" and r["status"] == "unsupported" for r in recs)
 
 
+def test_a_function_that_raises_is_told_with_the_arguments_it_was_given():
+    def ints_only(x, w, b=None, stride=1, padding=0):
+        return conv_forward(x, w, b, stride, padding + 0)   # padding + 0: a pair raises TypeError
+
+    recs = run_checks([load_impl(ints_only, op="conv2d")], [conv("pad.pair", n=1, c=2, h=5, w=6, o=2, k=3, padding=(2, 0))],
+                      checks=["shape"])
+    fwd = [r for r in recs if r["direction"] == "forward"]
+    assert fwd and fwd[0]["status"] == "error" and "TypeError" in fwd[0]["message"]
+    assert fwd[0]["message"].endswith("; called as ints_only(x, w, b, stride=1, padding=(2, 0))")
+
+
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths:UserWarning")
 def test_torch_module_class_and_instance():
     impl = load_impl(torch.nn.Conv2d, op="conv2d")

@@ -53,6 +53,29 @@ def test_exception_becomes_error_with_message():
     assert any(r["status"] == "passed" and r["direction"].startswith("grad") for r in recs)
 
 
+def test_report_gives_one_entry_to_the_checks_a_case_failed_alike():
+    recs = run_checks([Fake(break_fwd=_raise)], SMALL[:1], checks=["shape", "dtype", "random"])
+    text = format_report(recs)
+    assert text.count("RuntimeError: boom") == 1 and "checks=shape,dtype,random" in text
+    assert "FAILED: 3 of" in text   # still counted per check
+    # failures that differ (another case) stay apart
+    text = format_report(run_checks([Fake(break_fwd=_raise)], SMALL, checks=["shape", "dtype"]))
+    assert text.count("RuntimeError: boom") == 2 and text.count("checks=shape,dtype") == 2
+
+
+def test_error_inside_a_library_names_the_implementations_own_line_too():
+    def pad_wrong(y):
+        return np.pad(y, ((0, 0), (0, 0), (1, 2, 3), (0, 0)))   # an invalid pad width, raised in NumPy
+
+    recs = run_checks([Fake(break_fwd=pad_wrong)], SMALL[:1], checks=["shape"])
+    msg = recs[0]["message"]
+    assert recs[0]["status"] == "error" and "numpy" in msg.split("(at ", 1)[1].split(",")[0]
+    assert f", from {__file__}:" in msg
+    # raised in the implementation's own code: its line only
+    msg = run_checks([Fake(break_fwd=_raise)], SMALL[:1], checks=["shape"])[0]["message"]
+    assert f"(at {__file__}:" in msg and ", from" not in msg
+
+
 def test_unavailable_is_skipped_and_unsupported_is_not_failed():
     class Gone(Fake):
         def availability(self):

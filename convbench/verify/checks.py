@@ -10,6 +10,8 @@ an implementation misbehaves.
 """
 from __future__ import annotations
 
+import os
+import sysconfig
 import traceback
 from typing import Any, Callable
 
@@ -33,10 +35,27 @@ def _rec(direction: str, check: str, status: str, message: str = "", max_abs_err
             "err_ratio": ratio, "tolerance": tolerance, "message": message}
 
 
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    dirs.add(os.path.realpath(os.path.dirname(os.path.dirname(__file__))))   # convbench itself
+    return tuple(d + os.sep for d in dirs)
+
+
 def _exc(exc: BaseException) -> str:
+    """``Type: message (at file:line)``: where it was raised and, when that is inside a library
+    (``np.pad`` given a bad width), the last line of the implementation's own code that led there."""
     tb = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    where = f" (at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+    if tb:
+        libs = _library_dirs()
+        inside = [os.path.realpath(f.filename).startswith(libs) for f in tb]
+        if inside[-1] and not all(inside):
+            own = tb[max(i for i, lib in enumerate(inside) if not lib)]
+            where += f", from {own.filename}:{own.lineno}"
+        where += ")"
+    notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", None) or [] if isinstance(n, str))
+    return f"{type(exc).__name__}: {exc}{where}{notes}"
 
 
 def _call(impl: Any, case: Case, inputs: dict[str, np.ndarray], direction: str) -> dict[str, Any]:

@@ -14,9 +14,12 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
-def format_failure(r: dict[str, Any]) -> str:
-    """One failing record: what, where, the error against its bound, the first bad indices, the repro."""
-    lines = [f"{r['status'].upper()}  {r['impl']}  {r['op']}  {r['case']}  {r['direction']}  check={r['check']}"]
+def format_failure(r: dict[str, Any], checks: list[str] | None = None) -> str:
+    """One failing record: what, where, the error against its bound, the first bad indices, the repro.
+    ``checks`` names every check that failed this same way (default: the record's own)."""
+    checks = checks or [r["check"]]
+    which = f"check={checks[0]}" if len(checks) == 1 else f"checks={','.join(checks)}"
+    lines = [f"{r['status'].upper()}  {r['impl']}  {r['op']}  {r['case']}  {r['direction']}  {which}"]
     if r.get("max_abs_err") is not None or r.get("err_ratio") is not None:
         lines.append(f"  max |err| {_num(r.get('max_abs_err'))}  bound {_num(r.get('tolerance'))}  "
                      f"err_ratio {_num(r.get('err_ratio'))}")
@@ -65,8 +68,15 @@ def format_report(records: list[dict[str, Any]]) -> str:
     for i, why in notes.items():
         out.append(f"{i}: skipped: {why}")
     if bad:
+        # one entry for the checks of a case that failed alike (an implementation that raises
+        # fails every check of the case with the same message)
+        same: dict[tuple, list[dict[str, Any]]] = {}
+        for r in bad:
+            key = tuple(r.get(k) for k in ("status", "impl", "op", "case", "direction", "message", "repro",
+                                           "max_abs_err", "tolerance", "err_ratio"))
+            same.setdefault(key, []).append(r)
         out += ["", f"{len(bad)} problem(s):", ""]
-        out += [format_failure(r) + "\n" for r in bad]
+        out += [format_failure(rs[0], [r["check"] for r in rs]) + "\n" for rs in same.values()]
         out.append(f"FAILED: {len(bad)} of {len(records)} checks failed")
     else:
         n = sum(c["passed"] for c in counts.values())
