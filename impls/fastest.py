@@ -56,7 +56,7 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
         # the layout its forward takes (impls/shift_gemm.py): the copies it makes and the inner
         # dimension of its GEMMs
         lay = forward_layout(p)
-        copies = {"gemm_per_image": ny, "taps": nx + 3 * ny,
+        copies = {"gemm_per_image": ny, "taps": nx + 3 * ny, "taps_unpadded": nx + 2 * ny,
                   "tap_columns": k2 * p.c * p.n * oh * ow + nx + 2 * ny}.get(lay, p.kw * nx + 3 * ny)
         # per-tap GEMMs (K = C/g >= 64) ran as fast as per-row ones (K = kw*C/g) with NumPy's BLAS
         s = _gemm_s(conv, cg * (k2 if lay == "tap_columns" else p.kw)) + copies * item / _BW

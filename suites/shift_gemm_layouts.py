@@ -1,18 +1,20 @@
 """shift_gemm's GEMM layouts side by side, on the layers where its size rules pick each one.
 
-``shift_gemm``'s forward multiplies a layer in one of three layouts (``impls.shift_gemm``):
+``shift_gemm``'s forward multiplies a layer in one of four layouts (``impls.shift_gemm``):
 ``rows`` (one GEMM per kernel row over ``kw`` stacked copies of the input), ``taps`` (one GEMM
-per tap straight on the stride phases: layers with 64 or more channels per group) and
+per tap straight on the stride phases: layers with 64 or more channels per group),
+``taps_unpadded`` (the same on phases with no padding: 3x3 stride-2 layers of even size) and
 ``tap_columns`` (one GEMM over compacted tap columns, filters in their own layout: few outputs
 per filter). This script takes the layers of a suite whose layout the rules make ``--layout``,
-times that layout against ``rows`` in alternation (``--rounds`` rounds; the median of each),
-forward and backward, and prints the time ratio (``--layout`` / ``rows``) per layer and in
-geometric mean: the evidence behind the thresholds ``_TAP_C`` and ``_FULL_K``
-(docs/fast-algorithms.md).
+times that layout against ``--baseline`` (``rows`` unless given) in alternation (``--rounds``
+rounds; the median of each), forward and backward, and prints the time ratio (``--layout`` /
+baseline) per layer and in geometric mean: the evidence behind the thresholds ``_TAP_C`` and
+``_FULL_K`` and the switch ``_UNPADDED`` (docs/fast-algorithms.md).
 
 Usage::
 
-    .venv/bin/python suites/shift_gemm_layouts.py [--layout tap_columns|taps] [--model all] [--batch 1]
+    .venv/bin/python suites/shift_gemm_layouts.py [--layout tap_columns|taps|taps_unpadded]
+        [--baseline rows|taps] [--model all] [--batch 1]
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ __all__ = ["compare", "main", "LAYOUTS"]
 
 #: module settings of impls.shift_gemm that force each layout whatever the size rules say
 LAYOUTS = {"rows": {"_FULL_K": 0, "_TAP_C": 10 ** 9},
-           "taps": {"_FULL_K": 0, "_TAP_C": 1},
+           "taps": {"_FULL_K": 0, "_TAP_C": 1, "_UNPADDED": False},
+           "taps_unpadded": {"_FULL_K": 0, "_TAP_C": 1, "_UNPADDED": True},
            "tap_columns": {"_FULL_K": 10 ** 9}}
 
 
@@ -72,8 +75,8 @@ def candidates(cases: list[Case], layout: str, batch: int | None) -> list[Case]:
     return out
 
 
-def compare(cases: list[Case], layout: str, rounds: int = 5) -> list[dict[str, Any]]:
-    """Per layer: median seconds of ``layout`` and of ``rows``, forward and backward, timed in
+def compare(cases: list[Case], layout: str, rounds: int = 5, baseline: str = "rows") -> list[dict[str, Any]]:
+    """Per layer: median seconds of ``layout`` and of ``baseline``, forward and backward, timed in
     alternation (one warm-up call of each first)."""
     from impls import shift_gemm
 
@@ -86,7 +89,7 @@ def compare(cases: list[Case], layout: str, rounds: int = 5) -> list[dict[str, A
                "backward": lambda: shift_gemm._backward_gemm(p, inp["dy"], inp["x"], inp["w"])}
         times: dict[tuple[str, str], list[float]] = {}
         for warm in (True, *([False] * rounds)):
-            for lay in ("rows", layout):
+            for lay in (baseline, layout):
                 with forced(lay):
                     for d, fn in fns.items():
                         t = _once(fn)
@@ -96,9 +99,9 @@ def compare(cases: list[Case], layout: str, rounds: int = 5) -> list[dict[str, A
         row = {"case": c.id, "descriptor": p.descriptor, "outputs_per_filter": p.n * oh * ow / p.o,
                "channels_per_group": p.c // p.groups}
         for d in fns:
-            row[f"rows_{d}_s"] = float(np.median(times[("rows", d)]))
+            row[f"{baseline}_{d}_s"] = float(np.median(times[(baseline, d)]))
             row[f"{layout}_{d}_s"] = float(np.median(times[(layout, d)]))
-            row[f"ratio_{d}"] = row[f"{layout}_{d}_s"] / row[f"rows_{d}_s"]
+            row[f"ratio_{d}"] = row[f"{layout}_{d}_s"] / row[f"{baseline}_{d}_s"]
         rows.append(row)
     return rows
 
@@ -109,7 +112,8 @@ def _geomean(xs: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layout", choices=("tap_columns", "taps"), default="tap_columns")
+    ap.add_argument("--layout", choices=("tap_columns", "taps", "taps_unpadded"), default="tap_columns")
+    ap.add_argument("--baseline", choices=("rows", "taps"), default="rows", help="the layout it is timed against")
     ap.add_argument("--model", default="all", help="a model of the models suite (resnet50, vgg16, ...) or all")
     ap.add_argument("--batch", type=int, default=1, help="batch size the layers run at (0: the suite's own)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -118,17 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.batch < 0:
         ap.error(f"--batch must be >= 0, got {args.batch}")
+    if args.baseline == args.layout:
+        ap.error(f"--baseline must differ from --layout, both are {args.layout}")
     suite = [c for c in get_suite("models") if args.model == "all" or f"model:{args.model}" in c.tags]
     if not suite:
         ap.error(f"--model: no layers tagged model:{args.model} in the models suite")
     cases = candidates(suite, args.layout, args.batch or None)
     print(f"{len(cases)} layers of {args.model} at batch {args.batch or 'as given'} take the {args.layout} layout; "
-          f"time ratio {args.layout} / rows (below 1: {args.layout} faster)")
-    print(f"{'layer':40s} {'C/g':>5s} {'outputs/filter':>14s} {'rows fwd ms':>11s} {'fwd':>6s} {'bwd':>6s}")
-    rows = compare(cases, args.layout, args.rounds)
+          f"time ratio {args.layout} / {args.baseline} (below 1: {args.layout} faster)")
+    base = f"{args.baseline} fwd ms"
+    print(f"{'layer':40s} {'C/g':>5s} {'outputs/filter':>14s} {base:>11s} {'fwd':>6s} {'bwd':>6s}")
+    rows = compare(cases, args.layout, args.rounds, args.baseline)
     for r in rows:
         print(f"{r['case']:40s} {r['channels_per_group']:5d} {r['outputs_per_filter']:14.2f} "
-              f"{1e3 * r['rows_forward_s']:11.2f} {r['ratio_forward']:6.2f} {r['ratio_backward']:6.2f}")
+              f"{1e3 * r[f'{args.baseline}_forward_s']:11.2f} {r['ratio_forward']:6.2f} {r['ratio_backward']:6.2f}")
     print(f"geometric mean: forward {_geomean([r['ratio_forward'] for r in rows]):.3f}, "
           f"backward {_geomean([r['ratio_backward'] for r in rows]):.3f}")
     return 0

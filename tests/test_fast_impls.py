@@ -143,7 +143,7 @@ def test_shift_gemm_bit_exact_float32(case):
             assert g.dtype == np.float32 and np.array_equal(g.astype(np.float64), r)
 
 
-@pytest.mark.parametrize("layout", ("row_gemms", "tap_gemms", "full_k"))
+@pytest.mark.parametrize("layout", ("row_gemms", "tap_gemms", "tap_gemms_padded", "full_k"))
 @pytest.mark.parametrize("case", EDGE, ids=[c.id for c in EDGE])
 def test_shift_gemm_every_gemm_layout_bit_exact(case, layout, monkeypatch):
     """Each edge case through each of shift_gemm's GEMM layouts (one GEMM per kernel row over
@@ -153,9 +153,11 @@ def test_shift_gemm_every_gemm_layout_bit_exact(case, layout, monkeypatch):
     from impls import shift_gemm
 
     monkeypatch.setattr(shift_gemm, "_FULL_K", 10 ** 9 if layout == "full_k" else 0)
-    monkeypatch.setattr(shift_gemm, "_TAP_C", 1 if layout == "tap_gemms" else 10 ** 9)
-    if layout == "tap_gemms":   # full-width windows even where small images would compact them
+    monkeypatch.setattr(shift_gemm, "_TAP_C", 1 if layout.startswith("tap_gemms") else 10 ** 9)
+    if layout.startswith("tap_gemms"):   # full-width windows even where small images would compact them
         monkeypatch.setattr(shift_gemm, "_COMPACT", math.inf)
+    if layout == "tap_gemms_padded":   # not the unpadded phases of 3x3 stride-2 layers either
+        monkeypatch.setattr(shift_gemm, "_UNPADDED", False)
     impl, p = get_impl("shift_gemm"), case.params
     inp = OP.make_inputs(p, "float32", fill="exact", seed=6)
     got = _run(impl, p, inp)
@@ -193,7 +195,8 @@ def test_shift_gemm_full_k_chosen_for_few_outputs_per_filter():
 
 @pytest.mark.parametrize("desc,per", [("n8c512h7w7o512k3p1", 0), ("n8c64h56w56o64k3p1", 0), ("n8c128h56w56o128k3s2p1", 0),
                                       ("n3c8h9w9o4k3s2p1", 0), ("n2c4h12w12o6k1", 0), ("n8c16h7w7o8k3p1g2", 0),
-                                      ("n2c3h5w5o8k1s2", 0), ("n5c64h12w12o16k3s2p1", 2)])
+                                      ("n2c3h5w5o8k1s2", 0), ("n5c64h12w12o16k3s2p1", 2), ("n4c64h10w10o8k3s2p1", 0),
+                                      ("n3c64h8w8o8k3s2p1", 0)])
 def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, per, monkeypatch):
     """The GEMM shapes the ceiling measurement times are exactly those the forward multiplies,
     also where a chunk of ``per`` images takes another layout than the others (the last chunk of
@@ -270,6 +273,46 @@ def test_shift_gemm_chunked_forward_matches_and_orders_the_weights_once(desc, mo
     assert len(calls) == 1 and calls[0] == ("_tap_weights" if p.c >= 64 else "_row_weights")
     np.testing.assert_allclose(got, _torch(p, x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                            np.zeros(got.shape))[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("desc", ["n3c64h8w10o8k3s2p1", "n6c64h2w2o1k3s2p1", "n4c128h6w4o2k3s2p1g2",
+                                  "n5c64h12w12o16k3s2p1nb"])
+def test_shift_gemm_unpadded_phases_match_padded_ones(desc, monkeypatch):
+    """3x3 stride-2 layers on even images run on phases without padding, where a tap reading
+    padding finds the last row or column of the image or row before it, zeroed in between taps:
+    bit for bit the padded phases' result, also with NaN and inf in every image's first and last
+    rows and columns (a zeroing too early loses them, one missing lets them leak into the
+    padding), in chunks of images, and owing nothing to the scratch of an earlier call."""
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    assert shift_gemm.forward_layout(p) == "taps_unpadded"
+    inp = OP.make_inputs(p, "float32", fill="exact", seed=5)
+    x, w, b = inp["x"], inp["w"], inp.get("b")
+    ref = OP.reference_forward(p, x, w, b)
+    got = shift_gemm._forward(p, x, w, b)
+    assert got.dtype == np.float32 and np.array_equal(got.astype(np.float64), ref)
+    xs = x.copy()
+    for n in range(p.n):
+        c = n % p.c
+        xs[n, c, 0, n % p.w] = np.nan
+        xs[n, c, -1, (n + 1) % p.w] = np.inf
+        xs[n, (c + 1) % p.c, n % p.h, -1] = np.nan
+        xs[n, (c + 2) % p.c, (n + 1) % p.h, 0] = -np.inf
+        xs[n, (c + 3) % p.c, -1, -1] = np.nan
+    with np.errstate(invalid="ignore"):
+        unpadded = shift_gemm._forward(p, xs, w, b)
+        for buf in _fast_common._WORKSPACE.__dict__.values():
+            buf.fill(0xFF)
+        assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
+        g = _fast_common.geometry(p)
+        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * len(g.phases) * p.c * g.hq * g.wq * 4)
+        assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
+        monkeypatch.setattr(shift_gemm, "_UNPADDED", False)
+        assert shift_gemm.forward_layout(p) != "taps_unpadded"
+        padded = shift_gemm._forward(p, xs, w, b)
+    assert np.isnan(padded).any() and np.array_equal(unpadded, padded, equal_nan=True)
 
 
 def test_shift_gemm_accumulates_in_place():

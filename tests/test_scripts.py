@@ -157,8 +157,8 @@ def test_peak_calls_multiply_the_peak_shapes():
         fn()
 
 
-@pytest.mark.parametrize("layout", ("tap_columns", "taps"))
-def test_shift_gemm_layouts_compares_against_rows_and_restores_the_rules(layout):
+@pytest.mark.parametrize("layout,baseline", [("tap_columns", "rows"), ("taps", "rows"), ("taps_unpadded", "taps")])
+def test_shift_gemm_layouts_compares_against_a_baseline_and_restores_the_rules(layout, baseline):
     from impls import shift_gemm
 
     sl = _load("shift_gemm_layouts")
@@ -166,13 +166,15 @@ def test_shift_gemm_layouts_compares_against_rows_and_restores_the_rules(layout)
     wide = Case(id="t.wide", params=Conv2dParams(n=1, c=64, h=16, w=16, o=8, kh=3, kw=3, padding=1), dtype="float32")
     narrow = Case(id="t.narrow", params=Conv2dParams(n=1, c=8, h=16, w=16, o=4, kh=3, kw=3, padding=1),
                   dtype="float32")
-    want = "t.few" if layout == "tap_columns" else "t.wide"
-    picked = sl.candidates([few, wide, narrow, few, wide], layout, batch=None)
+    s2 = Case(id="t.s2", params=Conv2dParams(n=2, c=64, h=16, w=16, o=8, kh=3, kw=3, padding=1, stride=2),
+              dtype="float32")
+    want = {"tap_columns": "t.few", "taps": "t.wide", "taps_unpadded": "t.s2"}[layout]
+    picked = sl.candidates([few, wide, narrow, s2, few, wide, s2], layout, batch=None)
     assert [c.id for c in picked] == [want]                          # rules applied, duplicates dropped
     if layout == "tap_columns":
         assert sl.candidates([few], layout, batch=2)[0].params.n == 2
         assert sl.candidates([few], layout, batch=8) == []            # 128 outputs for 16 filters: not
-    rules = (shift_gemm._FULL_K, shift_gemm._TAP_C)
+    rules = (shift_gemm._FULL_K, shift_gemm._TAP_C, shift_gemm._UNPADDED)
     seen = []
     real = shift_gemm._forward
 
@@ -181,13 +183,13 @@ def test_shift_gemm_layouts_compares_against_rows_and_restores_the_rules(layout)
         return real(*a, **k)
     shift_gemm._forward = spy
     try:
-        rows = sl.compare(picked, layout, rounds=2)
+        rows = sl.compare(picked, layout, rounds=2, baseline=baseline)
     finally:
         shift_gemm._forward = real
-    assert (shift_gemm._FULL_K, shift_gemm._TAP_C) == rules
-    assert {"rows", layout} <= set(seen)                              # both layouts really ran
+    assert (shift_gemm._FULL_K, shift_gemm._TAP_C, shift_gemm._UNPADDED) == rules
+    assert {baseline, layout} <= set(seen)                            # both layouts really ran
     (row,) = rows
-    assert row["ratio_forward"] == pytest.approx(row[f"{layout}_forward_s"] / row["rows_forward_s"])
+    assert row["ratio_forward"] == pytest.approx(row[f"{layout}_forward_s"] / row[f"{baseline}_forward_s"])
     assert row["channels_per_group"] == picked[0].params.c
 
 
