@@ -277,7 +277,8 @@ def test_shift_gemm_chunked_forward_matches_and_orders_the_weights_once(desc, mo
 
 @pytest.mark.parametrize("desc", ["n3c64h8w10o8k3s2p1", "n6c64h2w2o1k3s2p1", "n4c128h6w4o2k3s2p1g2",
                                   "n5c64h12w12o16k3s2p1nb"])
-def test_shift_gemm_unpadded_phases_match_padded_ones(desc, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shift_gemm_unpadded_phases_match_padded_ones(desc, dtype, monkeypatch):
     """3x3 stride-2 layers on even images run on phases without padding, where a tap reading
     padding finds the last row or column of the image or row before it, zeroed in between taps:
     bit for bit the padded phases' result, also with NaN and inf in every image's first and last
@@ -288,11 +289,11 @@ def test_shift_gemm_unpadded_phases_match_padded_ones(desc, monkeypatch):
 
     p = parse_descriptor(desc).params
     assert shift_gemm.forward_layout(p) == "taps_unpadded"
-    inp = OP.make_inputs(p, "float32", fill="exact", seed=5)
+    inp = OP.make_inputs(p, dtype, fill="exact", seed=5)
     x, w, b = inp["x"], inp["w"], inp.get("b")
     ref = OP.reference_forward(p, x, w, b)
     got = shift_gemm._forward(p, x, w, b)
-    assert got.dtype == np.float32 and np.array_equal(got.astype(np.float64), ref)
+    assert got.dtype == np.dtype(dtype) and np.array_equal(got.astype(np.float64), ref)
     xs = x.copy()
     for n in range(p.n):
         c = n % p.c
@@ -307,7 +308,7 @@ def test_shift_gemm_unpadded_phases_match_padded_ones(desc, monkeypatch):
             buf.fill(0xFF)
         assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
         g = _fast_common.geometry(p)
-        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * len(g.phases) * p.c * g.hq * g.wq * 4)
+        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * len(g.phases) * p.c * g.hq * g.wq * x.itemsize)
         assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
         monkeypatch.setattr(shift_gemm, "_UNPADDED", False)
         assert shift_gemm.forward_layout(p) != "taps_unpadded"
