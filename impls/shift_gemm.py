@@ -297,15 +297,12 @@ def _forward_unpadded(p: Conv2dParams, x: np.ndarray, wtap: np.ndarray, b: np.nd
     for k, (a, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
         img[k] = x[:, :, a::2, c::2].transpose(1, 0, 2, 3)
     ys = scratch("fys", (G, og, m), x.dtype)
-    done = []
 
-    def tap(u: int, v: int, k: int, off: int) -> None:
+    def tap(u: int, v: int, k: int, off: int, beta: float = 1.0) -> None:
         for gi in range(G):
-            strided_gemm(wtap[gi, 3 * u + v], ph[k, gi * cg:(gi + 1) * cg, mar + off:mar + off + m], ys[gi],
-                         beta=1.0 if done else 0.0)
-        done.append((u, v))
+            strided_gemm(wtap[gi, 3 * u + v], ph[k, gi * cg:(gi + 1) * cg, mar + off:mar + off + m], ys[gi], beta)
 
-    tap(1, 1, 0, 0)
+    tap(1, 1, 0, 0, beta=0.0)
     tap(1, 2, 1, 0)
     img[1, :, :, :, ow - 1] = 0
     tap(1, 0, 1, -1)
@@ -370,16 +367,15 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
             _forward(dataclasses.replace(p, n=j - i), x[i:j], w, b, out=y[i:j], chunk=False, wts=wts)
         return y
     wts = {} if wts is None else wts
-    if _unpadded(p) or _per_tap(p, g):
-        wtap = wts.get("tap")
-        if wtap is None:
-            wtap = wts["tap"] = _tap_weights(p, w)
+    if "tap" not in wts and (_unpadded(p) or _per_tap(p, g)):
+        wts["tap"] = _tap_weights(p, w)
     if _unpadded(p):
-        return _forward_unpadded(p, x, wtap, b, out)
+        return _forward_unpadded(p, x, wts["tap"], b, out)
     ph = _cn_phases(p, g, x, "fph")
     if _per_tap(p, g):
         # enough channels for a GEMM per tap: each reads its shifted window of the phases as it
         # is, no kw copies of the input at all (K = C/g instead of kw*C/g)
+        wtap = wts["tap"]
         ys = scratch("fys", (G, og, g.rows), x.dtype)
         for gi in range(G):
             for t, (_, _, k, off) in enumerate(g.taps):

@@ -10,6 +10,7 @@ an implementation misbehaves.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sysconfig
 import traceback
@@ -35,6 +36,7 @@ def _rec(direction: str, check: str, status: str, message: str = "", max_abs_err
             "err_ratio": ratio, "tolerance": tolerance, "message": message}
 
 
+@functools.lru_cache(maxsize=1)
 def _library_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
