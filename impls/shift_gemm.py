@@ -18,9 +18,13 @@ _COMPACT = 1.4   # padded-width columns per real output above which windows are 
 #: ResNet-50's 3x3 layers at batch 8 ran 3-21 % faster in chunks of 2-4 MB than whole, the
 #: stride-2 128-channel layer most, and 8-35 % faster than in chunks of 1 MB)
 _CHUNK_BYTES = 4 << 20
+#: the same for the unpadded stride-2 layout's two channels-last row buffers (as large as the
+#: input): at 4 MiB ResNet-50's two such layers at batch 8 ran 5 % and 16 % slower, and the
+#: 128-channel one 5 % slower whole (``suites/shift_gemm_layouts.py --chunk-mib``)
+_UNPADDED_CHUNK_BYTES = 8 << 20
 _TAP_C = 64   # input channels per group from which each tap is a GEMM of its own (measured)
 _FULL_K = 4   # output positions per output channel up to which all taps form one GEMM (measured)
-_UNPADDED = True   # stride-2 3x3 pad-1 layers of even size: phases with no padding (measured)
+_UNPADDED = True   # stride-2 3x3 pad-1 layers of even size: even and odd rows, no padding (measured)
 
 
 def grad_weight(p: Conv2dParams, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -196,13 +200,16 @@ def _forward_full_k(p: Conv2dParams, g, x: np.ndarray, w: np.ndarray, b: np.ndar
 
 def images_per_chunk(p: Conv2dParams, g, itemsize: int) -> int:
     """Images per chunk of the forward's per-tap and per-row layouts: the batch cut into as few
-    equal chunks as keep each chunk's phase buffers within ``_CHUNK_BYTES``, so that the phases
-    (and the per-row layout's stacked copies), written once and read by every GEMM, stay in cache
-    (a stride-2 layer's four phases of 128 channels at 56x56 and batch 8 are 14 MB)."""
-    per_image = len(g.phases) * p.c * g.hq * g.wq * itemsize
-    if not (_per_tap(p, g) or _unpadded(p)):   # the per-row layout adds kw stacked copies of each row phase
+    equal chunks as keep each chunk's phase buffers within ``_CHUNK_BYTES``
+    (``_UNPADDED_CHUNK_BYTES`` for the unpadded layout's row buffers), so that the phases (and the
+    per-row layout's stacked copies), written once and read by every GEMM, stay in cache (a
+    stride-2 layer's four phases of 128 channels at 56x56 and batch 8 are 14 MB)."""
+    budget, per_image = _CHUNK_BYTES, len(g.phases) * p.c * g.hq * g.wq * itemsize
+    if _unpadded(p):   # the even and odd rows of the input, no padding
+        budget, per_image = _UNPADDED_CHUNK_BYTES, p.c * p.h * p.w * itemsize
+    elif not _per_tap(p, g):   # the per-row layout adds kw stacked copies of each row phase
         per_image += p.stride[0] * p.kw * p.c * g.hq * g.wq * itemsize
-    chunks = max(1, -(-p.n * per_image // _CHUNK_BYTES))
+    chunks = max(1, -(-p.n * per_image // budget))
     return -(-p.n // chunks)
 
 
@@ -250,16 +257,17 @@ def _per_tap(p: Conv2dParams, g) -> bool:
 
 
 def _unpadded(p: Conv2dParams) -> bool:
-    """Whether the per-tap forward runs on phases with no padding (:func:`_forward_unpadded`):
-    3x3 kernels at stride 2 with padding 1 on even images, wide enough for a GEMM per tap."""
+    """Whether the per-tap forward runs on the even and odd input rows with no padding
+    (:func:`_forward_unpadded`): 3x3 kernels at stride 2 with padding 1 on even images, wide
+    enough for a GEMM per tap."""
     return (_UNPADDED and (p.kh, p.kw, p.stride, p.dilation, p.pads) == (3, 3, (2, 2), (1, 1), (1, 1, 1, 1))
             and p.h % 2 == 0 and p.w % 2 == 0 and p.c // p.groups >= _TAP_C)
 
 
 def forward_layout(p: Conv2dParams) -> str:
     """How the float32/float64 forward multiplies ``p``: ``"gemm_per_image"`` (unpadded 1x1),
-    ``"tap_columns"`` (:func:`full_k`), ``"taps_unpadded"`` (a GEMM per tap on stride phases
-    with no padding, :func:`_forward_unpadded`), ``"taps"`` (a GEMM per tap on the padded phases)
+    ``"tap_columns"`` (:func:`full_k`), ``"taps_unpadded"`` (a GEMM per tap on the even and
+    odd input rows with no padding, :func:`_forward_unpadded`), ``"taps"`` (a GEMM per tap on the padded phases)
     or ``"rows"`` (a GEMM per kernel row over stacked copies); ``"depthwise"`` uses no GEMM."""
     if not _fast(p, np.float32):
         return "depthwise"
@@ -274,50 +282,57 @@ def forward_layout(p: Conv2dParams) -> str:
 
 def _forward_unpadded(p: Conv2dParams, x: np.ndarray, wtap: np.ndarray, b: np.ndarray | None,
                       out: np.ndarray | None) -> np.ndarray:
-    """A 3x3 stride-2 padding-1 layer on an even image, one GEMM per tap on phases without padding.
+    """A 3x3 stride-2 padding-1 layer on an even image, one GEMM per tap on the input's even and
+    odd rows, channels-last and without padding.
 
-    Phase ``(a, b)`` holds ``x[2i+a, 2j+b]`` as ``(C, N*OH*OW)`` (``OH, OW = H/2, W/2``), each row
-    after a margin of ``OW+1`` zeros. Output ``(i, j)``'s tap ``(u, v)`` reads input row
-    ``2i+u-1``: phase row ``a = 1`` at ``i-1`` for ``u = 0``, ``a = 0`` at ``i`` for ``u = 1``,
-    ``a = 1`` at ``i`` for ``u = 2``, and the same for columns; so every tap is the window of
-    its phase at flat offset ``0``, ``-1``, ``-OW`` or ``-OW-1``, and only the top and left
-    padding are ever read. Where a tap reads padding (``i = 0`` or ``j = 0``) the flat window
-    finds instead the last row of the image before it or the last column of the row before it;
-    those are zeroed once the taps that read them as data have run, and the last column is
-    copied back for the one tap (0, 2) that reads it as data but the last row as padding. No
-    padding columns are multiplied and thrown away (5-15 % of the GEMMs at ResNet-50's sizes), no
-    zero borders written, and the output is cropped to NCHW in whole images. Every output is the
-    same sum of products as with padded phases (in another tap order)."""
+    Buffer ``a`` holds rows ``2i+a`` of every image as ``(N*OH*W, C)`` (``OH, OW = H/2, W/2``)
+    after a margin of ``W+1`` zero pixels. Output ``(i, j)``'s tap ``(u, v)`` reads input pixel
+    ``(2i+u-1, 2j+v-1)``: row ``i-1`` of the odd rows for ``u = 0``, row ``i`` of the even rows
+    for ``u = 1`` and of the odd rows for ``u = 2``; as ``W = 2*OW``, that pixel lies at flat
+    index ``2*m + v - 1`` (``- W`` for ``u = 0``) of its buffer, ``m`` being the output's flat
+    index, so every tap is the buffer's rows at stride 2 from offset ``-1``, ``0``, ``1``,
+    ``-W-1``, ``-W`` or ``-W+1``: a GEMM operand as it is (leading dimension ``2C``), and the
+    column phases are never copied apart. Only the top and left padding is ever read; where a tap
+    reads it (``i = 0`` or ``j = 0``) the window finds instead the last row of the image before or
+    the last column of the row before, which are zeroed in the buffer once the taps that read
+    them as data have run (the odd rows' last column is copied aside and back for the one tap,
+    ``(0, 2)``, that needs it as data after their last row became padding). No padding columns
+    are multiplied and thrown away (5-15 % of the GEMMs at ResNet-50's sizes), no zero borders
+    written, and the output is cropped to NCHW in whole images. Every output is the same sum of
+    products as with padded phases (in another tap order)."""
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
-    oh, ow = p.h // 2, p.w // 2
-    mar, m = ow + 1, p.n * oh * ow
-    ph = scratch("fphu", (4, p.c, mar + m), x.dtype)
-    ph[:, :, :mar] = 0
-    img = ph[:, :, mar:].reshape(4, p.c, p.n, oh, ow)
-    for k, (a, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        img[k] = x[:, :, a::2, c::2].transpose(1, 0, 2, 3)
+    oh, ow, W = p.h // 2, p.w // 2, p.w
+    mar, m = W + 1, p.n * oh * ow
+    buf = scratch("fphu", (2, mar + 2 * m, p.c), x.dtype)
+    buf[:, :mar] = 0
+    img = buf[:, mar:].reshape(2, p.n, oh, W, p.c)
+    xr = x.reshape(p.n, p.c, oh, 2, W)
+    for i in range(p.n):   # an image at a time: NumPy's transposing copy ran faster on these
+        for a in range(2):
+            img[a, i] = xr[i, :, :, a].transpose(1, 2, 0)
     ys = scratch("fys", (G, og, m), x.dtype)
 
-    def tap(u: int, v: int, k: int, off: int, beta: float = 1.0) -> None:
+    def tap(u: int, v: int, beta: float = 1.0) -> None:
+        off = mar + v - 1 - (W if u == 0 else 0)
+        win = buf[0 if u == 1 else 1, off:off + 2 * m:2]          # (M, C), rows 2C apart
         for gi in range(G):
-            strided_gemm(wtap[gi, 3 * u + v], ph[k, gi * cg:(gi + 1) * cg, mar + off:mar + off + m], ys[gi], beta)
+            strided_gemm(wtap[gi, 3 * u + v], win[:, gi * cg:(gi + 1) * cg].T, ys[gi], beta)
 
-    tap(1, 1, 0, 0, beta=0.0)
-    tap(1, 2, 1, 0)
-    img[1, :, :, :, ow - 1] = 0
-    tap(1, 0, 1, -1)
-    tap(2, 1, 2, 0)
-    img[2, :, :, oh - 1] = 0
-    tap(0, 1, 2, -ow)
-    tap(2, 2, 3, 0)
-    last = scratch("fphu_col", (p.c, p.n, oh - 1), x.dtype)
-    np.copyto(last, img[3, :, :, :oh - 1, ow - 1])
-    img[3, :, :, :, ow - 1] = 0
-    tap(2, 0, 3, -1)
-    img[3, :, :, oh - 1] = 0
-    tap(0, 0, 3, -ow - 1)
-    img[3, :, :, :oh - 1, ow - 1] = last
-    tap(0, 2, 3, -ow)
+    tap(1, 1, beta=0.0)
+    tap(1, 2)
+    img[0, :, :, W - 1] = 0
+    tap(1, 0)
+    tap(2, 1)
+    tap(2, 2)
+    last = scratch("fphu_col", (p.n, oh - 1, p.c), x.dtype)
+    np.copyto(last, img[1, :, :oh - 1, W - 1])
+    img[1, :, :, W - 1] = 0
+    tap(2, 0)
+    img[1, :, oh - 1] = 0
+    tap(0, 0)
+    tap(0, 1)
+    img[1, :, :oh - 1, W - 1] = last
+    tap(0, 2)
     return _to_nchw(ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3), b, out)
 
 
@@ -577,9 +592,10 @@ class ShiftGemmConv2d(Implementation):
     by BLAS itself (``beta=1``) through their leading dimension, no further copy; layers with 64 or
     more channels per group skip the stacked copies and run one GEMM per tap on the phases. Outputs are
     computed over the full phase width and the columns past ``OW`` cropped (small images compact the
-    windows first). 3x3 stride-2 layers with padding 1 on even images use phases without padding,
-    the few padding values their taps read supplied by zeroing rows and columns between taps
-    (:func:`_forward_unpadded`). Where outputs are few next to the filters (:func:`full_k`), every
+    windows first). 3x3 stride-2 layers with padding 1 on even images use the input's even and
+    odd rows, channels-last without padding, each tap a window of rows at stride 2 that BLAS reads
+    as it is; the few padding values their taps read are supplied by zeroing rows and columns
+    between taps (:func:`_forward_unpadded`). Where outputs are few next to the filters (:func:`full_k`), every
     tap's window is compacted into tap columns instead and one GEMM takes the filters in their own layout.
     Unpadded 1x1 stride-1 layers are a GEMM per image on NCHW as given.
 

@@ -3,18 +3,21 @@
 ``shift_gemm``'s forward multiplies a layer in one of four layouts (``impls.shift_gemm``):
 ``rows`` (one GEMM per kernel row over ``kw`` stacked copies of the input), ``taps`` (one GEMM
 per tap straight on the stride phases: layers with 64 or more channels per group),
-``taps_unpadded`` (the same on phases with no padding: 3x3 stride-2 layers of even size) and
+``taps_unpadded`` (the same on the input's even and odd rows, channels-last, with no padding:
+3x3 stride-2 layers of even size) and
 ``tap_columns`` (one GEMM over compacted tap columns, filters in their own layout: few outputs
 per filter). This script takes the layers of a suite whose layout the rules make ``--layout``,
 times that layout against ``--baseline`` (``rows`` unless given) in alternation (``--rounds``
 rounds; the median of each), forward and backward, and prints the time ratio (``--layout`` /
 baseline) per layer and in geometric mean: the evidence behind the thresholds ``_TAP_C`` and
-``_FULL_K`` and the switch ``_UNPADDED`` (docs/fast-algorithms.md).
+``_FULL_K`` and the switch ``_UNPADDED`` (docs/fast-algorithms.md). ``--chunk-mib`` gives
+``--layout`` another cache budget per chunk of images (``_CHUNK_BYTES`` and
+``_UNPADDED_CHUNK_BYTES``); with it the baseline may be the same layout at its own budget.
 
 Usage::
 
     .venv/bin/python suites/shift_gemm_layouts.py [--layout tap_columns|taps|taps_unpadded]
-        [--baseline rows|taps] [--model all] [--batch 1]
+        [--baseline rows|taps|taps_unpadded] [--chunk-mib MIB] [--model all] [--batch 1]
 """
 from __future__ import annotations
 
@@ -41,13 +44,17 @@ LAYOUTS = {"rows": {"_FULL_K": 0, "_TAP_C": 10 ** 9},
 
 
 @contextlib.contextmanager
-def forced(layout: str) -> Iterator[None]:
-    """``impls.shift_gemm`` with its size rules overridden to take ``layout``; restored after."""
+def forced(layout: str, chunk_bytes: int | None = None) -> Iterator[None]:
+    """``impls.shift_gemm`` with its size rules overridden to take ``layout`` (and its cache budget
+    per chunk of images to be ``chunk_bytes``, if given); restored after."""
     from impls import shift_gemm
 
-    saved = {k: getattr(shift_gemm, k) for k in LAYOUTS[layout]}
+    rules = dict(LAYOUTS[layout])
+    if chunk_bytes is not None:
+        rules.update(_CHUNK_BYTES=chunk_bytes, _UNPADDED_CHUNK_BYTES=chunk_bytes)
+    saved = {k: getattr(shift_gemm, k) for k in rules}
     try:
-        for k, v in LAYOUTS[layout].items():
+        for k, v in rules.items():
             setattr(shift_gemm, k, v)
         yield
     finally:
@@ -75,9 +82,11 @@ def candidates(cases: list[Case], layout: str, batch: int | None) -> list[Case]:
     return out
 
 
-def compare(cases: list[Case], layout: str, rounds: int = 5, baseline: str = "rows") -> list[dict[str, Any]]:
-    """Per layer: median seconds of ``layout`` and of ``baseline``, forward and backward, timed in
-    alternation (one warm-up call of each first)."""
+def compare(cases: list[Case], layout: str, rounds: int = 5, baseline: str = "rows",
+            chunk_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Per layer: median seconds of ``layout`` (at a cache budget of ``chunk_bytes`` per chunk of
+    images, if given) and of ``baseline`` (at its own), forward and backward, timed in alternation
+    (one warm-up call of each first). Keys name them ``layout`` and ``baseline``."""
     from impls import shift_gemm
 
     op = get_op("conv2d")
@@ -89,19 +98,19 @@ def compare(cases: list[Case], layout: str, rounds: int = 5, baseline: str = "ro
                "backward": lambda: shift_gemm._backward_gemm(p, inp["dy"], inp["x"], inp["w"])}
         times: dict[tuple[str, str], list[float]] = {}
         for warm in (True, *([False] * rounds)):
-            for lay in (baseline, layout):
-                with forced(lay):
+            for key, lay, budget in (("baseline", baseline, None), ("layout", layout, chunk_bytes)):
+                with forced(lay, budget):
                     for d, fn in fns.items():
                         t = _once(fn)
                         if not warm:
-                            times.setdefault((lay, d), []).append(t)
+                            times.setdefault((key, d), []).append(t)
         oh, ow = p.out_hw
         row = {"case": c.id, "descriptor": p.descriptor, "outputs_per_filter": p.n * oh * ow / p.o,
                "channels_per_group": p.c // p.groups}
         for d in fns:
-            row[f"{baseline}_{d}_s"] = float(np.median(times[(baseline, d)]))
-            row[f"{layout}_{d}_s"] = float(np.median(times[(layout, d)]))
-            row[f"ratio_{d}"] = row[f"{layout}_{d}_s"] / row[f"{baseline}_{d}_s"]
+            row[f"baseline_{d}_s"] = float(np.median(times[("baseline", d)]))
+            row[f"layout_{d}_s"] = float(np.median(times[("layout", d)]))
+            row[f"ratio_{d}"] = row[f"layout_{d}_s"] / row[f"baseline_{d}_s"]
         rows.append(row)
     return rows
 
@@ -113,7 +122,10 @@ def _geomean(xs: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layout", choices=("tap_columns", "taps", "taps_unpadded"), default="tap_columns")
-    ap.add_argument("--baseline", choices=("rows", "taps"), default="rows", help="the layout it is timed against")
+    ap.add_argument("--baseline", choices=("rows", "taps", "taps_unpadded"), default="rows",
+                    help="the layout it is timed against")
+    ap.add_argument("--chunk-mib", type=float, default=None,
+                    help="cache budget per chunk of images for --layout, in MiB (default: its own)")
     ap.add_argument("--model", default="all", help="a model of the models suite (resnet50, vgg16, ...) or all")
     ap.add_argument("--batch", type=int, default=1, help="batch size the layers run at (0: the suite's own)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -122,20 +134,24 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.batch < 0:
         ap.error(f"--batch must be >= 0, got {args.batch}")
-    if args.baseline == args.layout:
-        ap.error(f"--baseline must differ from --layout, both are {args.layout}")
+    if args.chunk_mib is not None and args.chunk_mib <= 0:
+        ap.error(f"--chunk-mib must be > 0, got {args.chunk_mib}")
+    if args.baseline == args.layout and args.chunk_mib is None:
+        ap.error(f"--baseline must differ from --layout unless --chunk-mib is given, both are {args.layout}")
+    chunk_bytes = None if args.chunk_mib is None else int(args.chunk_mib * 2 ** 20)
     suite = [c for c in get_suite("models") if args.model == "all" or f"model:{args.model}" in c.tags]
     if not suite:
         ap.error(f"--model: no layers tagged model:{args.model} in the models suite")
     cases = candidates(suite, args.layout, args.batch or None)
+    name = args.layout + ("" if chunk_bytes is None else f" in chunks of {args.chunk_mib:g} MiB")
     print(f"{len(cases)} layers of {args.model} at batch {args.batch or 'as given'} take the {args.layout} layout; "
-          f"time ratio {args.layout} / {args.baseline} (below 1: {args.layout} faster)")
+          f"time ratio {name} / {args.baseline} (below 1: {name} faster)")
     base = f"{args.baseline} fwd ms"
     print(f"{'layer':40s} {'C/g':>5s} {'outputs/filter':>14s} {base:>11s} {'fwd':>6s} {'bwd':>6s}")
-    rows = compare(cases, args.layout, args.rounds, args.baseline)
+    rows = compare(cases, args.layout, args.rounds, args.baseline, chunk_bytes)
     for r in rows:
         print(f"{r['case']:40s} {r['channels_per_group']:5d} {r['outputs_per_filter']:14.2f} "
-              f"{1e3 * r[f'{args.baseline}_forward_s']:11.2f} {r['ratio_forward']:6.2f} {r['ratio_backward']:6.2f}")
+              f"{1e3 * r['baseline_forward_s']:11.2f} {r['ratio_forward']:6.2f} {r['ratio_backward']:6.2f}")
     print(f"geometric mean: forward {_geomean([r['ratio_forward'] for r in rows]):.3f}, "
           f"backward {_geomean([r['ratio_backward'] for r in rows]):.3f}")
     return 0

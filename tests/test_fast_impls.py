@@ -46,6 +46,21 @@ def fft_bound(p: Conv2dParams, dtype: str, direction: str, a: np.ndarray, b: np.
     return float(u * (4 * math.log2(fh * fw) + k) * a * b)
 
 
+def _in_chunks_of(monkeypatch, p: Conv2dParams, per: int, itemsize: int = 4) -> None:
+    """shift_gemm's cache budget set to chunks of ``per`` images of ``p``: the phases (and the
+    per-row layout's four stacked row copies at stride 2), or the unpadded layout's row buffers,
+    which hold exactly the input."""
+    from impls import shift_gemm
+
+    g = _fast_common.geometry(p)
+    if shift_gemm.forward_layout(p) == "taps_unpadded":
+        monkeypatch.setattr(shift_gemm, "_UNPADDED_CHUNK_BYTES", per * p.c * p.h * p.w * itemsize)
+    else:
+        rows = 1 if shift_gemm.forward_layout(p) == "taps" else 1 + p.stride[0] * p.kw / len(g.phases)
+        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", int(per * len(g.phases) * p.c * g.hq * g.wq * itemsize * rows))
+    assert shift_gemm.images_per_chunk(p, g, itemsize) == per
+
+
 def _fft_norm_terms(p, inp, direction):
     """max over outputs of sum_k ||a_k||_2 * ||b_k||_1 (the FFT bound's magnitude factor)."""
     x, w, dy = (np.asarray(inp[k], np.float64) for k in ("x", "w", "dy"))
@@ -206,9 +221,7 @@ def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, per, monkeypatch):
 
     p = parse_descriptor(desc).params
     if per:
-        g = _fast_common.geometry(p)
-        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", per * len(g.phases) * p.c * g.hq * g.wq * 4)
-        assert shift_gemm.images_per_chunk(p, g, 4) == per
+        _in_chunks_of(monkeypatch, p, per)
         assert not shift_gemm.full_k(p) and shift_gemm.full_k(dataclasses.replace(p, n=1))
     seen: list[tuple[int, int, int]] = []
     real_strided, real_matmul = shift_gemm.strided_gemm, np.matmul
@@ -232,11 +245,13 @@ def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, per, monkeypatch):
     assert sum(2 * m * k * n for m, k, n in seen) >= 2 * p.macs
 
 
-@pytest.mark.parametrize("desc,dtype,per", [("n8c128h56w56o128k3s2p1", "float32", 2), ("n8c64h56w56o64k3p1", "float32", 4),
+@pytest.mark.parametrize("desc,dtype,per", [("n8c128h56w56o128k3s2p1", "float32", 4), ("n8c128h56w56o128k3s2p1", "float64", 2),
+                                            ("n8c256h28w28o256k3s2p1", "float32", 8), ("n8c64h56w56o64k3p1", "float32", 4),
                                             ("n8c64h56w56o64k3p1", "float64", 2), ("n8c256h14w14o256k3p1", "float32", 8),
                                             ("n7c64h56w56o64k3p1", "float32", 4), ("n1c512h224w224o8k3p1", "float32", 1)])
 def test_shift_gemm_images_per_chunk(desc, dtype, per):
-    """The batch is cut into equal chunks whose phases fit the cache budget (one image at least)."""
+    """The batch is cut into equal chunks whose phases fit the cache budget (one image at least;
+    the unpadded stride-2 layout's row buffers, as large as the input, have a budget of their own)."""
     from convbench.cases import parse_descriptor
     from impls import shift_gemm
 
@@ -257,13 +272,10 @@ def test_shift_gemm_chunked_forward_matches_and_orders_the_weights_once(desc, mo
     from impls import shift_gemm
 
     p = parse_descriptor(desc).params
-    g = _fast_common.geometry(p)
     inp = OP.make_inputs(p, "float32", fill="exact", seed=3)   # small integers: every order exact
     x, w, b = inp["x"], inp["w"], inp["b"]
     whole = shift_gemm._forward(p, x, w, b, chunk=False)
-    per_image = g.hq * g.wq * p.c * 4 * len(g.phases) * (1 if p.c >= 64 else 4)
-    monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * per_image)
-    assert shift_gemm.images_per_chunk(p, g, 4) == 2
+    _in_chunks_of(monkeypatch, p, 2)
     calls = []
     for name in ("_tap_weights", "_row_weights"):
         real = getattr(shift_gemm, name)
@@ -307,8 +319,7 @@ def test_shift_gemm_unpadded_phases_match_padded_ones(desc, dtype, monkeypatch):
         for buf in _fast_common._WORKSPACE.__dict__.values():
             buf.fill(0xFF)
         assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
-        g = _fast_common.geometry(p)
-        monkeypatch.setattr(shift_gemm, "_CHUNK_BYTES", 2 * len(g.phases) * p.c * g.hq * g.wq * x.itemsize)
+        _in_chunks_of(monkeypatch, p, 2, x.itemsize)
         assert np.array_equal(shift_gemm._forward(p, xs, w, b), unpadded, equal_nan=True)
         monkeypatch.setattr(shift_gemm, "_UNPADDED", False)
         assert shift_gemm.forward_layout(p) != "taps_unpadded"

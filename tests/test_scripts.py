@@ -157,8 +157,13 @@ def test_peak_calls_multiply_the_peak_shapes():
         fn()
 
 
-@pytest.mark.parametrize("layout,baseline", [("tap_columns", "rows"), ("taps", "rows"), ("taps_unpadded", "taps")])
-def test_shift_gemm_layouts_compares_against_a_baseline_and_restores_the_rules(layout, baseline):
+@pytest.mark.parametrize("layout,baseline,chunk", [("tap_columns", "rows", None), ("taps", "rows", None),
+                                                  ("taps_unpadded", "taps", None),
+                                                  ("taps_unpadded", "taps_unpadded", 64 * 16 * 16 * 4)])
+def test_shift_gemm_layouts_compares_against_a_baseline_and_restores_the_rules(layout, baseline, chunk):
+    """The script times ``layout`` against ``baseline`` on the layers the rules send to ``layout``,
+    with ``chunk`` bytes per chunk of images for ``layout`` only (one image of t.s2: its two
+    images run in two chunks, the baseline's in one), and puts the rules back."""
     from impls import shift_gemm
 
     sl = _load("shift_gemm_layouts")
@@ -174,23 +179,37 @@ def test_shift_gemm_layouts_compares_against_a_baseline_and_restores_the_rules(l
     if layout == "tap_columns":
         assert sl.candidates([few], layout, batch=2)[0].params.n == 2
         assert sl.candidates([few], layout, batch=8) == []            # 128 outputs for 16 filters: not
-    rules = (shift_gemm._FULL_K, shift_gemm._TAP_C, shift_gemm._UNPADDED)
+    names = ("_FULL_K", "_TAP_C", "_UNPADDED", "_CHUNK_BYTES", "_UNPADDED_CHUNK_BYTES")
+    rules = [getattr(shift_gemm, k) for k in names]
     seen = []
     real = shift_gemm._forward
 
     def spy(*a, **k):
-        seen.append(shift_gemm.forward_layout(a[0]))
+        seen.append((shift_gemm.forward_layout(a[0]), a[0].n))
         return real(*a, **k)
     shift_gemm._forward = spy
     try:
-        rows = sl.compare(picked, layout, rounds=2, baseline=baseline)
+        rows = sl.compare(picked, layout, rounds=2, baseline=baseline, chunk_bytes=chunk)
     finally:
         shift_gemm._forward = real
-    assert (shift_gemm._FULL_K, shift_gemm._TAP_C, shift_gemm._UNPADDED) == rules
-    assert {baseline, layout} <= set(seen)                            # both layouts really ran
+    assert [getattr(shift_gemm, k) for k in names] == rules
+    assert {baseline, layout} <= {lay for lay, _ in seen}             # both layouts really ran
+    if chunk:
+        # --layout's calls each split in two chunks of one image, the baseline's not
+        assert seen.count((layout, 1)) == seen.count((layout, 2)) == 2 * 3
     (row,) = rows
-    assert row["ratio_forward"] == pytest.approx(row[f"{layout}_forward_s"] / row[f"{baseline}_forward_s"])
+    assert row["ratio_forward"] == pytest.approx(row["layout_forward_s"] / row["baseline_forward_s"])
     assert row["channels_per_group"] == picked[0].params.c
+
+
+@pytest.mark.parametrize("argv,message", [(["--chunk-mib", "0"], "--chunk-mib must be > 0, got 0.0"),
+                                          (["--layout", "taps", "--baseline", "taps"],
+                                           "--baseline must differ from --layout unless --chunk-mib is given")])
+def test_shift_gemm_layouts_rejects_bad_arguments(argv, message, capsys):
+    sl = _load("shift_gemm_layouts")
+    with pytest.raises(SystemExit) as e:
+        sl.main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shape,pad", [((2, 3, 9, 9), 1), ((1, 4, 8, 11), 0), ((2, 2, 5, 6), 2)])
