@@ -327,6 +327,56 @@ def test_shift_gemm_unpadded_phases_match_padded_ones(desc, dtype, monkeypatch):
     assert np.isnan(padded).any() and np.array_equal(unpadded, padded, equal_nan=True)
 
 
+@pytest.mark.parametrize("desc", ["n3c64h8w10o8k3s2p1", "n6c64h2w2o1k3s2p1", "n4c128h6w4o2k3s2p1g2",
+                                  "n5c64h12w12o16k3s2p1nb"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shift_gemm_unpadded_backward_is_exact_with_nan_at_the_edges(desc, dtype):
+    """The backward of 3x3 stride-2 layers on the unpadded even and odd rows: exact against the
+    oracle on small integers, also with NaN and inf in every image's first and last rows and
+    columns of ``x`` (grad_weight: a padding pixel read wrongly lets them in, a zeroing too early
+    loses them) and of ``dy`` (grad_input: a tap adding into the padding adds into a real pixel
+    instead), owing nothing to the scratch of an earlier call. (The padded phases' grad_weight
+    is no reference here: it multiplies the zero ``dY`` of its thrown-away outputs by the real
+    pixels they read, so a NaN there reaches taps the oracle keeps finite.)"""
+    from convbench.cases import parse_descriptor
+    from impls import shift_gemm
+
+    p = parse_descriptor(desc).params
+    assert shift_gemm.forward_layout(p) == "taps_unpadded"
+    inp = OP.make_inputs(p, dtype, fill="exact", seed=7)
+    x, w, dy = inp["x"], inp["w"], inp["dy"]
+    ref = OP.reference_backward(p, dy, x, w)
+    got = shift_gemm._backward_gemm(p, dy, x, w)
+    for g, r in zip(got, ref):
+        assert (g is None) == (r is None)
+        if g is not None:
+            assert g.dtype == np.dtype(dtype) and np.array_equal(g.astype(np.float64), r)
+    assert shift_gemm._backward_gemm(p, dy, x, None)[0] is None
+    assert np.array_equal(shift_gemm._backward_gemm(p, dy, x, None)[1], got[1])
+    xs, dys = x.copy(), dy.copy()
+    for a in (xs, dys):
+        _, c, h, wd = a.shape
+        for n in range(p.n):
+            k = n % c
+            a[n, k, 0, n % wd] = np.nan
+            a[n, k, -1, (n + 1) % wd] = np.inf
+            a[n, (k + 1) % c, n % h, -1] = np.nan
+            a[n, (k + 2) % c, (n + 1) % h, 0] = -np.inf
+            a[n, (k + 3) % c, -1, -1] = np.nan
+            a[n, (k + 4) % c, 0, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        for xx, dd, k in ((xs, dy, 1), (x, dys, 0)):
+            want = OP.reference_backward(p, dd, xx, w)
+            got = shift_gemm._backward_gemm(p, dd, xx, w)
+            for buf in _fast_common._WORKSPACE.__dict__.values():
+                buf.fill(0xFF)
+            again = shift_gemm._backward_gemm(p, dd, xx, w)
+            for g, a, r in zip(got[:2], again[:2], want[:2]):
+                assert np.array_equal(g.astype(np.float64), r, equal_nan=True)
+                assert np.array_equal(g, a, equal_nan=True)
+            assert not np.isfinite(want[k]).all()   # the planted values reach the gradient
+
+
 def test_shift_gemm_accumulates_in_place():
     """The beta=1 GEMM must write the caller's array (a copy would silently drop the sum)."""
     rng = np.random.default_rng(0)
