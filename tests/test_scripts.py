@@ -280,3 +280,55 @@ def test_perf_layer_picks_layers_by_id_and_names_a_pattern_that_matches_none(mon
     monkeypatch.setattr(perf, "ceiling_report", lambda *a: "")
     assert perf.main(["--layer", "layer2.0.conv2", "--peak", "100"]) == 0
     assert seen["ids"] == ["resnet50.layer2.0.conv2"]
+
+
+def test_nan_spread_counts_nans_beyond_and_short_of_the_reference():
+    ns = _load("nan_spread")
+    from convbench.cases import conv
+    from convbench.ops import get_op
+    from convbench.registry import ImplInfo, Implementation
+
+    ref = get_op("conv2d")
+
+    class Spreads(Implementation):   # every forward output NaN once any input element is
+        info = ImplInfo(op="conv2d", name="spreads")
+
+        def forward(self, p, x, w, b):
+            y = ref.reference_forward(p, x, w, b).astype(x.dtype)
+            return y * np.float32(np.nan) if any(np.isnan(a).any() for a in (x, w, b) if a is not None) else y
+
+        def backward(self, p, dy, x, w):
+            return tuple(None if g is None else np.nan_to_num(g).astype(x.dtype)   # loses every NaN
+                         for g in ref.reference_backward(p, dy, x, w))
+
+    class Raises(Spreads):
+        info = ImplInfo(op="conv2d", name="raises", directions=frozenset({"forward"}))
+
+        def forward(self, p, x, w, b):
+            raise RuntimeError("boom")
+
+    case = conv("t", n=2, c=2, h=5, w=5, o=4, k=3, padding=1)
+    rows = ns.spread([Spreads(), Raises()], [case], "conv2d")
+    by = {(r["impl"], r["direction"], r["planted"], r["result"]): r for r in rows}
+    fwd_x = by[("spreads", "forward", "x", "forward")]
+    assert fwd_x["extra"] > 0 and fwd_x["fewer"] == 0
+    assert by[("spreads", "forward", "b", "forward")]["extra"] == 2 * 5 * 5   # b[0], b[2], b[3]: one channel left
+    for planted in ("dy", "x", "w"):
+        for d in ("grad_input", "grad_weight", "grad_bias"):
+            r = by.get(("spreads", "backward", planted, d))
+            if r is not None:
+                assert r["extra"] == 0
+    assert by[("spreads", "backward", "dy", "grad_input")]["fewer"] > 0
+    assert by[("spreads", "backward", "x", "grad_input")]["fewer"] == 0     # grad_input does not read x
+    errs = [r for r in rows if r["impl"] == "raises"]
+    assert {r["status"] for r in errs} == {"error"} and all("boom" in r["message"] for r in errs)
+    assert {r["planted"] for r in errs} == {"x", "w", "b"}                 # forward only
+
+
+@pytest.mark.parametrize("argv,message", [(["--suite", "nope"], "--suite 'nope' is not a suite of conv2d"),
+                                          (["--impl", "nope"], "--impl 'nope' is not an implementation of conv2d"),
+                                          (["--op", "nope"], "--op:")])
+def test_nan_spread_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        _load("nan_spread").main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -117,6 +117,45 @@ def test_each_contract_check_fires_on_its_bug(check, bug):
     assert any(r["status"] == "failed" and r["direction"] == "forward" for r in recs), recs
 
 
+class _BackwardBug(Fake):
+    """The reference backward on inputs a bug changed first."""
+
+    def __init__(self, name, dy_bug=None, x_bug=None):
+        super().__init__(name=name)
+        self.dy_bug, self.x_bug = dy_bug, x_bug
+
+    def backward(self, p, dy, x, w):
+        dy = self.dy_bug(dy) if self.dy_bug else dy
+        x = self.x_bug(x) if self.x_bug else x
+        return super().backward(p, dy, x, w)
+
+
+@pytest.mark.parametrize("bug, planted, reaches", [
+    (dict(dy_bug=np.nan_to_num), "dy", "grad_input"),            # a NaN in dy lost by every gradient
+    (dict(x_bug=np.nan_to_num), "x", "grad_weight"),             # grad_weight sanitises x
+    (dict(x_bug=lambda x: np.where(np.isnan(x), 0, x).astype(x.dtype)), "x", "grad_weight"),
+])
+def test_nan_check_fires_on_a_backward_that_loses_a_nan(bug, planted, reaches):
+    recs = run_checks([_BackwardBug("nan_lost", **bug)], SMALL, checks=["nan"])
+    bad = [r for r in recs if r["status"] == "failed"]
+    assert {r["direction"] for r in bad} == {"backward"} and len(bad) == len(SMALL), recs
+    assert all(f"NaN at {planted}[" in r["message"] and f"did not reach {reaches}" in r["message"] for r in bad)
+    other = "x" if planted == "dy" else "dy"
+    assert not any(f"NaN at {other}[" in r["message"] for r in bad)   # the other planted NaN arrived
+
+
+def test_nan_check_of_a_direction_does_not_depend_on_the_other_having_run():
+    # the forward's NaN in x once stayed in the inputs the backward then got: a backward that
+    # sanitises x failed only when the forward was checked first
+    impl = _BackwardBug("nan_lost_x", x_bug=np.nan_to_num)
+    from convbench.verify.checks import check_nan
+    alone = check_nan(impl, SMALL[0], ["backward"])
+    both = check_nan(impl, SMALL[0], ["forward", "backward"])
+    assert [r["status"] for r in alone] == ["failed"] and [r["status"] for r in both] == ["passed", "failed"]
+    assert alone[0]["message"] == both[1]["message"]
+    assert check_nan(Fake(), SMALL[0], ["backward"])[0]["status"] == "passed"
+
+
 def test_float16_accumulation_exceeds_the_bound_and_float32_does_not():
     im2col = get_impl("im2col")
 

@@ -83,6 +83,10 @@ class Op(abc.ABC):
     grads: ClassVar[tuple[str, ...]]
     #: descriptor keys this operator takes (``n``, ``c``, ...)
     descriptor_keys: ClassVar[tuple[str, ...]]
+    #: per direction, the inputs the ``nan`` check plants a NaN in: those that enter the results
+    #: as factors, so that a NaN must reach every result element depending on it (not max
+    #: pooling's ``x`` in the backward, which only routes ``dy``)
+    nan_inputs: ClassVar[dict[str, tuple[str, ...]]] = {"forward": ("x",), "backward": ("dy",)}
 
     def io_names(self, direction: str, p: OpParams) -> list[str]:
         """Arrays read and written by ``direction`` (for bytes_min); absent optional ones dropped."""

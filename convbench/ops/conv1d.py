@@ -141,6 +141,8 @@ class Conv1d(Op):
     forward_inputs = ("x", "w", "b")
     backward_inputs = ("dy", "x", "w")
     grads = ("grad_input", "grad_weight", "grad_bias")
+    # ``x`` in the backward too: ``grad_weight`` multiplies it by ``dy``
+    nan_inputs = {"forward": ("x",), "backward": ("dy", "x")}
     descriptor_keys = ("n", "c", "l", "o", "k", "s", "p", "d", "g", "nb", "dt")
 
     def params_from_arrays(self, x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,

@@ -167,6 +167,8 @@ class Conv2d(Op):
     forward_inputs = ("x", "w", "b")
     backward_inputs = ("dy", "x", "w")
     grads = ("grad_input", "grad_weight", "grad_bias")
+    # ``x`` in the backward too: ``grad_weight`` multiplies it by ``dy``
+    nan_inputs = {"forward": ("x",), "backward": ("dy", "x")}
     descriptor_keys = ("n", "c", "h", "w", "o", "k", "kh", "kw", "s", "sh", "sw", "p", "ph", "pw",
                        "d", "dh", "dw", "g", "nb", "dt")
 

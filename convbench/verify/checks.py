@@ -295,27 +295,32 @@ def _nan_mask(case: Case, inputs: dict[str, np.ndarray], name: str, pos: tuple[i
 
 
 def check_nan(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:
-    """A NaN in ``x`` (forward) or ``dy`` (backward) reaches every result element that depends on it."""
+    """A NaN planted in the middle of each of the direction's :attr:`~convbench.ops.Op.nan_inputs`
+    (``x`` forward; ``dy``, and for convolutions ``x``, backward), all in one call, reaches every
+    result element that depends on it. Each direction gets its own inputs, so what one plants never
+    reaches the other's."""
     spec = get_op(case.params.op)
 
-    def body(direction: str, inputs: dict[str, np.ndarray]) -> tuple[str, str]:
-        name = spec.forward_inputs[0] if direction == "forward" else spec.backward_inputs[0]
-        a = inputs[name]
-        pos = tuple(s // 2 for s in a.shape)
-        a[pos] = np.nan
-        must = _nan_mask(case, inputs, name, pos, direction)
+    def body(direction: str, clean: dict[str, np.ndarray]) -> tuple[str, str]:
+        inputs = {k: v.copy() for k, v in clean.items()}
+        planted = []
+        for name in spec.nan_inputs[direction]:
+            pos = tuple(s // 2 for s in inputs[name].shape)
+            planted.append((name, pos, _nan_mask(case, clean, name, pos, direction)))
+            inputs[name][pos] = np.nan
         got = _call(impl, case, inputs, direction)
         probs = []
-        for d, mask in must.items():
-            g = got.get(d)
-            if g is None or np.shape(g) != mask.shape:
-                continue  # the shape check reports it
-            missing = mask & ~np.isnan(np.asarray(g, np.float64))
-            if missing.any():
-                first = tuple(np.argwhere(missing)[0])
-                probs.append(f"NaN at {name}{_fmt_idx(pos)} did not reach {d}: {int(missing.sum())} of "
-                             f"{int(mask.sum())} dependent elements are not NaN, first {_fmt_idx(first)} = "
-                             f"{float(np.asarray(g)[first]):.9g}")
+        for name, pos, must in planted:
+            for d, mask in must.items():
+                g = got.get(d)
+                if g is None or np.shape(g) != mask.shape:
+                    continue  # the shape check reports it
+                missing = mask & ~np.isnan(np.asarray(g, np.float64))
+                if missing.any():
+                    first = tuple(np.argwhere(missing)[0])
+                    probs.append(f"NaN at {name}{_fmt_idx(pos)} did not reach {d}: {int(missing.sum())} of "
+                                 f"{int(mask.sum())} dependent elements are not NaN, first {_fmt_idx(first)} = "
+                                 f"{float(np.asarray(g)[first]):.9g}")
         return ("failed", "; ".join(probs)) if probs else ("passed", "")
 
     return _each_direction("nan", impl, case, directions, body)
