@@ -252,7 +252,11 @@ def gemms_alone(case: Case) -> Any:
     return gemms
 
 
-def peak_calls(n: int = 1024) -> dict[str, Any]:
+#: the size of the peak GEMM the 3x3 table times alongside (``convbench machine``'s)
+PEAK_N = 1024
+
+
+def peak_calls(n: int = PEAK_N) -> dict[str, Any]:
     """The calls the machine's float32 GEMM peak is measured with (``convbench machine``: an
     ``n``-cubed matmul in NumPy and in torch, the faster of the two is the peak), by library."""
     from convbench.measure.machine import peak_gemm_calls
@@ -306,7 +310,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
             t = alongside(fns, max(budget, _MIN_ALONGSIDE_S))
             # each round's peak is the faster library's in that round; each percentage is the
             # median over the rounds of the round's own ratio (seconds apart, not minutes)
-            local = [max(2 * 1024 ** 3 / t[f"peak_{k}"][i] / 1e9 for k in calls) for i in range(len(t["fastest"]))]
+            local = [max(2 * PEAK_N ** 3 / t[f"peak_{k}"][i] / 1e9 for k in calls) for i in range(len(t["fastest"]))]
 
             def pct(name: str, direction: str = "forward") -> float:
                 if name not in t:
@@ -318,7 +322,7 @@ def ceiling_report(records: list[dict[str, Any]], cases: list[Case], budget: flo
                           pct("backward", "backward"), run_pct))
     finally:
         os.unlink(tmp)
-    lines = [f"\n3x3 layers with >= 64 channels, timed again in alternation with the 1024^3 float32 GEMM peak "
+    lines = [f"\n3x3 layers with >= 64 channels, timed again in alternation with the {PEAK_N}^3 float32 GEMM peak "
              f"(NumPy's and torch's, the faster): median over the rounds of % of that round's peak; the last "
              f"column is fastest in the run above, % of its {peak:.1f} GFLOP/s",
              f"{'layer':30s} {'peak GF/s':>9s} {'torch_cpu':>9s} {'fastest':>8s} {'its GEMMs alone':>16s} "
