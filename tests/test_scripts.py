@@ -332,3 +332,14 @@ def test_nan_spread_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         _load("nan_spread").main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_nan_spread_prints_a_real_implementations_counts(capsys):
+    # stride_tricks' grad_input spreads a NaN in w over dy's zero padding (docs/verification.md)
+    assert _load("nan_spread").main(["--impl", "stride_tricks", "--suite", "quick", "--examples"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("conv2d, 7 cases (quick)")
+    row = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["stride_tricks", "w", "grad_input"])
+    runs, extra, fewer, error = map(int, lines[row].split()[3:])
+    assert runs == 7 and extra > 0 and error == 0
+    assert lines[row + 1].strip().startswith("extra: first on ")
