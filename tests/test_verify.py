@@ -145,6 +145,15 @@ def test_nan_check_fires_on_a_backward_that_loses_a_nan(planted, into):
         assert r["message"].count("did not reach") == 1
 
 
+def test_nan_check_plants_each_input_in_its_own_call():
+    # with one output channel every grad_weight element depends on dy's middle element as well as
+    # on x's: planted in one call, dy's NaN would fill the elements where x's went missing
+    case = conv("one_filter", n=1, c=2, h=5, w=5, o=1, k=3, padding=1)
+    recs = run_checks([_BackwardBug("nan_lost", "x", "grad_weight")], [case], checks=["nan"])
+    (bwd,) = [r for r in recs if r["direction"] == "backward"]
+    assert bwd["status"] == "failed" and "NaN at x[0, 1, 2, 2] did not reach grad_weight: 9 of 9" in bwd["message"]
+
+
 def test_nan_check_of_a_direction_does_not_depend_on_the_other_having_run():
     # the forward's NaN in x once stayed in the inputs the backward then got: a backward that
     # sanitises x failed only when the forward was checked first

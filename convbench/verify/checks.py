@@ -295,22 +295,21 @@ def _nan_mask(case: Case, inputs: dict[str, np.ndarray], name: str, pos: tuple[i
 
 
 def check_nan(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:
-    """A NaN planted in the middle of each of the direction's :attr:`~convbench.ops.Op.nan_inputs`
-    (``x`` forward; ``dy``, and for convolutions ``x``, backward), all in one call, reaches every
-    result element that depends on it. Each direction gets its own inputs, so what one plants never
-    reaches the other's."""
+    """A NaN planted in the middle of one of the direction's :attr:`~convbench.ops.Op.nan_inputs`
+    (``x`` forward; ``dy``, and for convolutions ``x``, backward) reaches every result element
+    that depends on it. One call per planted input, each on its own copy of the inputs: a NaN that
+    another one had carried to the same elements would hide one that was lost (``grad_weight``
+    gets both ``dy``'s and ``x``'s)."""
     spec = get_op(case.params.op)
 
     def body(direction: str, clean: dict[str, np.ndarray]) -> tuple[str, str]:
-        inputs = {k: v.copy() for k, v in clean.items()}
-        planted = []
-        for name in spec.nan_inputs[direction]:
-            pos = tuple(s // 2 for s in inputs[name].shape)
-            planted.append((name, pos, _nan_mask(case, clean, name, pos, direction)))
-            inputs[name][pos] = np.nan
-        got = _call(impl, case, inputs, direction)
         probs = []
-        for name, pos, must in planted:
+        for name in spec.nan_inputs[direction]:
+            inputs = {k: v.copy() for k, v in clean.items()}
+            pos = tuple(s // 2 for s in inputs[name].shape)
+            must = _nan_mask(case, clean, name, pos, direction)
+            inputs[name][pos] = np.nan
+            got = _call(impl, case, inputs, direction)
             for d, mask in must.items():
                 g = got.get(d)
                 if g is None or np.shape(g) != mask.shape:
