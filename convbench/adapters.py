@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from convbench._adapt_layer import DataHolder, LayerImpl, TorchModuleImpl, adapt_layer, adapt_torch_module
+from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TorchModuleImpl, _source, adapt_layer,
+                                    adapt_torch_module)
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
@@ -45,19 +46,36 @@ def _pair_arg(v: Any) -> Any:
 
 
 class FunctionImpl(Implementation):
-    """A plain forward function ``f(x, w, b=None, stride=..., padding=..., dilation=..., groups=...)``."""
+    """A plain forward function ``f(x, w, b=None, stride=..., padding=..., dilation=..., groups=...)``.
 
-    def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool) -> None:
+    ``pairs`` False: the function takes its hyperparameters as ints only (as for layer classes,
+    judged from its source, which never indexes ``stride[0]`` or the like), so a case that would
+    pass one as an ``(h, w)`` pair is unsupported rather than an error inside the function.
+    """
+
+    def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool, pairs: bool = True) -> None:
         self.fn = fn
         self.kwnames = kwnames
         self.takes_bias = takes_bias
+        self.pairs = pairs
 
-    def forward(self, p: OpParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> Any:
-        kw: dict[str, Any] = {}
+    def _kwargs(self, p: OpParams) -> dict[str, Any]:
         values = {"stride": _pair_arg(p.stride), "padding": _conv_padding_arg(p),
                   "dilation": _pair_arg(p.dilation), "groups": p.groups}
-        for key, argname in self.kwnames.items():
-            kw[argname] = values[key]
+        return {argname: values[key] for key, argname in self.kwnames.items()}
+
+    def unsupported(self, p: OpParams, dtype: str, direction: str) -> str | None:
+        why = super().unsupported(p, dtype, direction)
+        if why is None and not self.pairs:
+            pair = next(((k, v) for k, v in self._kwargs(p).items() if isinstance(v, tuple)), None)
+            if pair is not None:
+                name = getattr(self.fn, "__name__", "f")
+                return (f"{name} takes {pair[0]} as an int (its source never indexes {pair[0]}[0] or the like), "
+                        f"the case needs {pair[0]}={pair[1]!r}")
+        return why
+
+    def forward(self, p: OpParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> Any:
+        kw = self._kwargs(p)
         try:
             if self.takes_bias:
                 return self.fn(x, w, b, **kw)
@@ -70,6 +88,21 @@ class FunctionImpl(Implementation):
             name = getattr(self.fn, "__name__", "f")
             exc.__notes__ = [*getattr(exc, "__notes__", []), f"called as {name}({', '.join(args)})"]
             raise
+
+
+def _indexes_pairs(src: str, names: list[str]) -> bool:
+    """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
+    pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or
+    something made of it (``sh, sw = pair(stride)``) or hands it to a ``*pair*``/``*tuple*``
+    helper; the layer classes' rule (``_PAIR_SRC``), by the function's own argument names."""
+    if _PAIR_SRC.search(src):
+        return True
+    if not names:
+        return False
+    alt = "|".join(re.escape(n) for n in names)
+    return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
+                          rf"^\s*\w+\s*,\s*\w+\s*=[^=].*\b({alt})\b|"
+                          rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
 
 
 def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[str]:
@@ -114,7 +147,11 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
     features = _function_features(kwnames, takes_bias)
     if op == "conv1d":
         features -= {"rectangular"}
-    return FunctionImpl(fn, kwnames, takes_bias), {
+    # conv1d passes ints only; a conv2d function without a source to read is given pairs as before
+    src = _source(fn)
+    pairs = op == "conv1d" or not src or _indexes_pairs(src, [kwnames[k] for k in ("stride", "padding", "dilation")
+                                                              if k in kwnames])
+    return FunctionImpl(fn, kwnames, takes_bias, pairs), {
         "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
         "description": f"function {fn.__module__}.{fn.__qualname__}{sig}"}
 

@@ -115,14 +115,54 @@ def test_plain_function_signature_decides_support():
 
 
 def test_a_function_that_raises_is_told_with_the_arguments_it_was_given():
-    def ints_only(x, w, b=None, stride=1, padding=0):
-        return conv_forward(x, w, b, stride, padding + 0)   # padding + 0: a pair raises TypeError
+    def pairs_badly(x, w, b=None, stride=1, padding=0):
+        ph = padding[0] if isinstance(padding, tuple) else padding   # reads pairs...
+        return conv_forward(x, w, b, stride, padding + 0 * ph)   # ...BUG: but adds to the pair: TypeError
 
-    recs = run_checks([load_impl(ints_only, op="conv2d")], [conv("pad.pair", n=1, c=2, h=5, w=6, o=2, k=3, padding=(2, 0))],
+    recs = run_checks([load_impl(pairs_badly, op="conv2d")], [conv("pad.pair", n=1, c=2, h=5, w=6, o=2, k=3, padding=(2, 0))],
                       checks=["shape"])
     fwd = [r for r in recs if r["direction"] == "forward"]
     assert fwd and fwd[0]["status"] == "error" and "TypeError" in fwd[0]["message"]
-    assert fwd[0]["message"].endswith("; called as ints_only(x, w, b, stride=1, padding=(2, 0))")
+    assert fwd[0]["message"].endswith("; called as pairs_badly(x, w, b, stride=1, padding=(2, 0))")
+
+
+def _ints_only(x, w, b=None, stride=1, pad=0):
+    return conv_forward(x, w, b, stride + 0, pad + 0)   # + 0: a pair would raise TypeError
+
+
+def _unpacks(x, w, b=None, stride=1, pad=0):
+    sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+    ph, pw = pad if type(pad) is tuple else (pad, pad)
+    return conv_forward(x, w, b, (sh, sw), (ph, pw))
+
+
+def _unpacks_short_names(x, w, b=None, s=1, p=0):
+    s, p = np.broadcast_to(s, 2), np.broadcast_to(p, 2)
+    sh, sw = s
+    ph, pw = p
+    return conv_forward(x, w, b, (int(sh), int(sw)), (int(ph), int(pw)))
+
+
+PER_AXIS = [conv("nonsquare.stride", n=2, c=2, h=9, w=8, o=2, k=3, stride=(2, 1), padding=1),
+            conv("pad.pair", n=1, c=2, h=5, w=6, o=2, k=3, padding=(2, 0)),
+            conv("square", n=1, c=2, h=6, w=6, o=2, kh=3, kw=1, stride=2, padding=1)]
+
+
+def test_a_function_that_takes_ints_only_is_unsupported_on_per_axis_cases():
+    # as layer classes are: an int-only function is not failed for a pair it was never written for
+    recs = run_checks([load_impl(_ints_only, op="conv2d")], PER_AXIS, checks=["shape", "random"])
+    by = {(r["case"], r["status"]) for r in recs if r["direction"] == "forward"}
+    assert by == {("nonsquare.stride", "unsupported"), ("pad.pair", "unsupported"), ("square", "passed")}
+    why = {r["case"]: r["message"] for r in recs if r["direction"] == "forward" and r["status"] == "unsupported"}
+    assert why["nonsquare.stride"] == ("_ints_only takes stride as an int (its source never indexes stride[0] or "
+                                       "the like), the case needs stride=(2, 1)")
+    assert why["pad.pair"].endswith("the case needs pad=(2, 0)")
+
+
+@pytest.mark.parametrize("fn", [_unpacks, _unpacks_short_names])
+def test_a_function_that_reads_pairs_gets_them(fn):
+    recs = run_checks([load_impl(fn, op="conv2d")], PER_AXIS, checks=["shape", "random"])
+    assert {r["status"] for r in recs if r["direction"] == "forward"} == {"passed"}, recs
 
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths:UserWarning")
