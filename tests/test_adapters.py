@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "planted"))
-from _base import conv_backward, conv_forward  # noqa: E402
+from _base import conv_backward, conv_forward, pair  # noqa: E402
 
 EDGE = get_suite("edge")
 
@@ -143,6 +143,24 @@ def _unpacks_short_names(x, w, b=None, s=1, p=0):
     return conv_forward(x, w, b, (int(sh), int(sw)), (int(ph), int(pw)))
 
 
+def _helper(x, w, b=None, stride=1, padding=0):
+    return conv_forward(x, w, b, pair(stride), pair(padding))
+
+
+def _indexes(x, w, b=None, s=1, p=0):
+    if type(s) is int:
+        s = (s, s)
+    if type(p) is int:
+        p = (p, p)
+    return conv_forward(x, w, b, (s[0], s[1]), (p[0], p[1]))
+
+
+def _tests(x, w, b=None, s=1, p=0):
+    s = s if isinstance(s, tuple) else (s, s)
+    p = p if isinstance(p, tuple) else (p, p)
+    return conv_forward(x, w, b, s, p)
+
+
 PER_AXIS = [conv("nonsquare.stride", n=2, c=2, h=9, w=8, o=2, k=3, stride=(2, 1), padding=1),
             conv("pad.pair", n=1, c=2, h=5, w=6, o=2, k=3, padding=(2, 0)),
             conv("square", n=1, c=2, h=6, w=6, o=2, kh=3, kw=1, stride=2, padding=1)]
@@ -159,7 +177,7 @@ def test_a_function_that_takes_ints_only_is_unsupported_on_per_axis_cases():
     assert why["pad.pair"].endswith("the case needs pad=(2, 0)")
 
 
-@pytest.mark.parametrize("fn", [_unpacks, _unpacks_short_names])
+@pytest.mark.parametrize("fn", [_unpacks, _unpacks_short_names, _helper, _indexes, _tests])
 def test_a_function_that_reads_pairs_gets_them(fn):
     recs = run_checks([load_impl(fn, op="conv2d")], PER_AXIS, checks=["shape", "random"])
     assert {r["status"] for r in recs if r["direction"] == "forward"} == {"passed"}, recs
