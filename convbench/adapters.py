@@ -92,16 +92,17 @@ class FunctionImpl(Implementation):
 
 def _indexes_pairs(src: str, names: list[str]) -> bool:
     """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
-    pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or
-    something made of it (``sh, sw = pair(stride)``) or hands it to a ``*pair*``/``*tuple*``
-    helper; the layer classes' rule (``_PAIR_SRC``), by the function's own argument names."""
+    pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or one
+    call on it (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) // stride
+    + 1, ...``, which is arithmetic on an int) or hands it to a ``*pair*``/``*tuple*`` helper;
+    the layer classes' rule (``_PAIR_SRC``), by the function's own argument names."""
     if _PAIR_SRC.search(src):
         return True
     if not names:
         return False
     alt = "|".join(re.escape(n) for n in names)
     return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
-                          rf"^\s*\w+\s*,\s*\w+\s*=[^=].*\b({alt})\b|"
+                          rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*)?({alt})\s*(,[^()]*)?\)?\s*(#.*)?$|"
                           rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
 
 

@@ -130,6 +130,14 @@ def _ints_only(x, w, b=None, stride=1, pad=0):
     return conv_forward(x, w, b, stride + 0, pad + 0)   # + 0: a pair would raise TypeError
 
 
+def _ints_cs231n(x, w, b=None, stride=1, pad=0):
+    hh, ww = w.shape[2:]
+    ho, wo = 1 + (x.shape[2] + 2 * pad - hh) // stride, 1 + (x.shape[3] + 2 * pad - ww) // stride
+    y = conv_forward(x, w, b, stride + 0, pad + 0)
+    assert y.shape[2:] == (ho, wo)
+    return y
+
+
 def _unpacks(x, w, b=None, stride=1, pad=0):
     sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
     ph, pw = pad if type(pad) is tuple else (pad, pad)
@@ -166,14 +174,15 @@ PER_AXIS = [conv("nonsquare.stride", n=2, c=2, h=9, w=8, o=2, k=3, stride=(2, 1)
             conv("square", n=1, c=2, h=6, w=6, o=2, kh=3, kw=1, stride=2, padding=1)]
 
 
-def test_a_function_that_takes_ints_only_is_unsupported_on_per_axis_cases():
+@pytest.mark.parametrize("fn", [_ints_only, _ints_cs231n])
+def test_a_function_that_takes_ints_only_is_unsupported_on_per_axis_cases(fn):
     # as layer classes are: an int-only function is not failed for a pair it was never written for
-    recs = run_checks([load_impl(_ints_only, op="conv2d")], PER_AXIS, checks=["shape", "random"])
+    recs = run_checks([load_impl(fn, op="conv2d")], PER_AXIS, checks=["shape", "random"])
     by = {(r["case"], r["status"]) for r in recs if r["direction"] == "forward"}
     assert by == {("nonsquare.stride", "unsupported"), ("pad.pair", "unsupported"), ("square", "passed")}
     why = {r["case"]: r["message"] for r in recs if r["direction"] == "forward" and r["status"] == "unsupported"}
-    assert why["nonsquare.stride"] == ("_ints_only takes stride as an int (its source never indexes stride[0] or "
-                                       "the like), the case needs stride=(2, 1)")
+    assert why["nonsquare.stride"] == (f"{fn.__name__} takes stride as an int (its source never indexes stride[0] "
+                                       "or the like), the case needs stride=(2, 1)")
     assert why["pad.pair"].endswith("the case needs pad=(2, 0)")
 
 
