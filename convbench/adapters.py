@@ -90,7 +90,7 @@ class FunctionImpl(Implementation):
             raise
 
 
-def _indexes_pairs(src: str, names: list[str]) -> bool:
+def _reads_pairs(src: str, names: list[str]) -> bool:
     """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
     pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or one
     call on it (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) // stride
@@ -150,7 +150,7 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
         features -= {"rectangular"}
     # conv1d passes ints only; a conv2d function without a source to read is given pairs as before
     src = _source(fn)
-    pairs = op == "conv1d" or not src or _indexes_pairs(src, [kwnames[k] for k in ("stride", "padding", "dilation")
+    pairs = op == "conv1d" or not src or _reads_pairs(src, [kwnames[k] for k in ("stride", "padding", "dilation")
                                                               if k in kwnames])
     return FunctionImpl(fn, kwnames, takes_bias, pairs), {
         "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
