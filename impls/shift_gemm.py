@@ -286,15 +286,31 @@ def _rows(p: Conv2dParams, x: np.ndarray, tag: str) -> np.ndarray:
     margin of ``W+1`` zero pixels (copied an image at a time: NumPy's transposing copy ran faster
     on these than on the whole batch)."""
     oh, W = p.h // 2, p.w
-    mar = W + 1
-    buf = scratch(tag, (2, mar + p.n * oh * W, p.c), x.dtype)
-    buf[:, :mar] = 0
-    img = buf[:, mar:].reshape(2, p.n, oh, W, p.c)
+    buf = scratch(tag, (2, W + 1 + p.n * oh * W, p.c), x.dtype)
+    buf[:, :W + 1] = 0
+    img = _row_images(p, buf)
     xr = x.reshape(p.n, p.c, oh, 2, W)
     for i in range(p.n):
         for a in range(2):
             img[a, i] = xr[i, :, :, a].transpose(1, 2, 0)
     return buf
+
+
+def _row_images(p: Conv2dParams, buf: np.ndarray) -> np.ndarray:
+    """:func:`_rows`' buffers past their margin as ``(2, N, H/2, W, C)``: ``[a, i, r]`` is row
+    ``2r+a`` of image ``i``."""
+    return buf[:, p.w + 1:].reshape(2, p.n, p.h // 2, p.w, p.c)
+
+
+def _from_rows(p: Conv2dParams, buf: np.ndarray) -> np.ndarray:
+    """The NCHW array whose :func:`_rows` ``buf`` is (an image at a time, as there)."""
+    out = np.empty((p.n, p.c, p.h, p.w), buf.dtype)
+    img = _row_images(p, buf)
+    outr = out.reshape(p.n, p.c, p.h // 2, 2, p.w)
+    for i in range(p.n):
+        for a in range(2):
+            outr[i, :, :, a] = img[a, i].transpose(2, 0, 1)
+    return out
 
 
 def _row_window(p: Conv2dParams, buf: np.ndarray, u: int, v: int) -> np.ndarray:
@@ -322,7 +338,7 @@ def _padding_order(p: Conv2dParams, buf: np.ndarray, run, tag: str) -> None:
     the one tap, ``(0, 2)``, that needs it as data after their last row became padding. The
     buffers are left changed."""
     oh, W = p.h // 2, p.w
-    img = buf[:, W + 1:].reshape(2, p.n, oh, W, p.c)
+    img = _row_images(p, buf)
     run([_FIRST_TAP])
     img[0, :, :, W - 1] = 0
     run([(1, 0), (1, 1)])
@@ -383,7 +399,7 @@ def _backward_unpadded(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.nda
     runs with both zero, and ``(1, 0)`` and ``(2, 0)`` with row 0 restored but column 0 zero.
     The row buffers are transposed back to NCHW an image at a time."""
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
-    oh, ow, W = p.h // 2, p.w // 2, p.w
+    oh, ow = p.h // 2, p.w // 2
     m = p.n * oh * ow
     dys = scratch("bdysu", (G, og, m), dy.dtype)
     dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
@@ -429,13 +445,7 @@ def _backward_unpadded(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.nda
     scatter([(0, 0)], 1.0)
     dv[:, :, :, 0, 1:] = row0[..., 1:]
     scatter([(1, 0), (2, 0)], 1.0)
-    dx = np.empty((p.n, p.c, p.h, p.w), dy.dtype)
-    img = dbuf[:, W + 1:].reshape(2, p.n, oh, W, p.c)
-    dxr = dx.reshape(p.n, p.c, oh, 2, W)
-    for i in range(p.n):
-        for a in range(2):
-            dxr[i, :, :, a] = img[a, i].transpose(2, 0, 1)
-    return dx, dw, db
+    return _from_rows(p, dbuf), dw, db
 
 
 def _tap_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
