@@ -4,7 +4,8 @@
 :class:`convbench.registry.ImplInfo` that the adapter could infer (op, backend, directions,
 features). The parameters an object lacks tell which cases it cannot take: those are
 *unsupported*, never failed. Layer classes of every operator (conv2d, conv1d, max_pool2d,
-avg_pool2d) are adapted by :mod:`convbench._adapt_layer`; plain functions by this module.
+avg_pool2d) are adapted by :mod:`convbench._adapt_layer`; CS231n-style forward/backward functions
+that pass a cache by :mod:`convbench._adapt_cache`; plain functions by this module.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from convbench._adapt_cache import CacheImpl, adapt_cache, dict_param, static_forward
 from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TorchModuleImpl, _source, adapt_layer,
                                     adapt_torch_module)
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
-__all__ = ["adapt", "infer_op", "FunctionImpl", "LayerImpl", "TorchModuleImpl", "DataHolder", "adapt_layer",
-           "adapt_torch_module"]
+__all__ = ["adapt", "infer_op", "FunctionImpl", "CacheImpl", "LayerImpl", "TorchModuleImpl", "DataHolder",
+           "adapt_layer", "adapt_torch_module"]
 
 # keyword names a function may use for each hyperparameter, first match wins
 _ALIASES = {
@@ -114,7 +116,7 @@ def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[s
         f.add("stride")
     if "padding" in kwnames:
         f |= {"padding", "padding_same", "padding_valid"}
-    elif True:
+    else:
         f.add("padding_valid")
     if "dilation" in kwnames:
         f.add("dilation")
@@ -183,7 +185,10 @@ def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, An
         padding=..., dilation=..., groups=...)`` (conv2d, conv1d); a layer class or instance with
         ``forward(x)`` and optionally ``backward(dout) -> dx`` (conv: weights in ``W``/``b`` or
         ``weight``/``bias``, gradients left in ``dW``/``db``; pooling: ``MaxPool2D(pool_size,
-        stride)``, ``AveragePool2D(...)``); a ``torch.nn.Module`` class or instance.
+        stride)``, ``AveragePool2D(...)``); a CS231n-style forward function ``conv_forward(x, w, b,
+        conv_param) -> (out, cache)`` / ``max_pool_forward(x, pool_param)`` whose backward
+        ``(dout, cache)`` has the same name with ``backward`` (or a class with both as static
+        methods); a ``torch.nn.Module`` class or instance.
     op : str, optional
         The operator; None infers it from the object's name (:func:`infer_op`).
 
@@ -197,6 +202,8 @@ def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, An
         return obj, {"op": op}
     if _is_torch_module(obj):
         return adapt_torch_module(obj, op)
+    if static_forward(obj) is not None or (inspect.isfunction(obj) and dict_param(obj)):
+        return adapt_cache(obj, op)
     if isinstance(obj, type) and callable(getattr(obj, "forward", None)):
         return adapt_layer(obj, op)
     if not isinstance(obj, type) and not inspect.isroutine(obj) and callable(getattr(obj, "forward", None)):

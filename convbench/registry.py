@@ -351,7 +351,8 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
         ``NAME`` (registered), ``path/to/file.py:OBJECT`` or ``package.module:OBJECT``; or an
         object itself. OBJECT may follow the protocol or be anything an adapter turns into it: a
         function ``f(x, w, b=None, stride=..., padding=..., dilation=..., groups=...)``, a
-        seed-style layer class, a ``torch.nn.Module``.
+        seed-style layer class, a CS231n-style ``conv_forward(x, w, b, conv_param) -> (out, cache)``
+        with its ``conv_backward(dout, cache)`` beside it, a ``torch.nn.Module``.
     op : str, optional
         The operator (default ``conv2d``, or what the object declares).
 

@@ -288,3 +288,128 @@ def test_convbench_check_on_a_course_layer_file(op, cls, rc):
     r = _cli(op, cls)
     assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
     assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
+
+
+# --- CS231n-style forward/backward functions with a cache -----------------------------------------
+
+CS231N = ROOT / "tests" / "seed_layers" / "cs231n_layers.py"
+import cs231n_layers as cs  # noqa: E402
+
+from convbench.adapters import CacheImpl  # noqa: E402
+
+
+@pytest.mark.parametrize(("obj", "op"), [(cs.conv_forward_naive, "conv2d"), (cs.Conv, "conv2d"),
+                                         (cs.max_pool_forward_naive, "max_pool2d"), (cs.MaxPool, "max_pool2d")])
+def test_cs231n_pairs_are_checked_forward_and_backward(obj, op):
+    impl = load_impl(obj)  # the op from the name
+    assert isinstance(impl, CacheImpl) and impl.info.op == op
+    assert impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl, get_suite("edge", op), checks=["shape", "dtype", "exact", "random"])
+    ok = {"passed", "unsupported"}
+    assert st == ok, [r["message"] for r in recs if r["status"] not in ok][:3]
+    passed = {(r["case"], r["direction"]) for r in recs if r["status"] == "passed"}
+    directions = {"forward", "grad_input"} | ({"grad_weight", "grad_bias"} if op == "conv2d" else set())
+    assert directions <= {d for _, d in passed}
+    strided = {"stride.remainder", "overlap.k3s2"} & {c for c, _ in passed}
+    assert strided, "a strided case must be among the passed"
+    un = {r["case"]: r["message"] for r in recs if r["status"] == "unsupported"}
+    name = getattr(obj, "forward", obj).__qualname__  # Conv.forward, conv_forward_naive
+    if op == "conv2d":
+        assert {"dilation2", "groups2", "pad.same.even"} <= set(un)
+        assert un["nonsquare.stride"] == (f"{name} takes stride as one int, conv_param['stride']; "
+                                          "the case needs stride=(2, 1)")
+        assert "padding=(2, 0)" in un["pad.pair"]
+        assert "nonsquare.kernel" not in un  # the kernel's shape comes with w
+    else:
+        assert {"pad.max.k3p1.s2", "ceil.past.edge", "dilation2"} <= set(un)
+        assert un["kernel.eq.input"] == (f"{name} takes stride as one int, pool_param['stride']; "
+                                         "the case needs stride=(4, 5)")
+
+
+def test_cs231n_pair_is_given_a_fresh_dict_of_what_its_source_reads():
+    impl = load_impl(cs.conv_forward_naive)
+    p = conv("c", n=1, c=2, h=7, w=7, o=3, k=3, stride=2, padding=1).params
+    assert impl._param(p) == {"stride": 2, "pad": 1} and impl._param(p) is not impl._param(p)
+    pool = load_impl(cs.max_pool_forward_naive)
+    q = next(c.params for c in get_suite("edge", "max_pool2d") if c.id == "kernel.eq.input")  # kh4 kw5 s(4, 5)
+    assert pool._param(q) == {"pool_height": 4, "pool_width": 5, "stride": 4}
+
+
+def test_cs231n_pair_takes_what_its_keys_and_arguments_allow():
+    # reads 'dilation' too: dilated cases are taken (forward only: no backward beside it)
+    impl = load_impl(cs.conv_forward_dilated)
+    assert impl.info.directions == frozenset({"forward"}) and "dilation" in impl.info.features
+    recs, st = _statuses(impl, [c for c in EDGE if c.id in ("dilation2", "dilation.pair", "groups2")],
+                         checks=["exact"])
+    got = {r["case"]: r["status"] for r in recs}
+    assert got["dilation2"] == "passed" and got["groups2"] == "unsupported"
+    assert got["dilation.pair"] == "unsupported"  # (2, 1): one int cannot say it
+    # no bias argument: the bias cases are not its to take; a backward of (dx, dw)
+    impl = load_impl(cs.conv_forward_nobias)
+    recs, st = _statuses(impl, [c for c in EDGE if c.id in ("basic.3x3", "nobias")], checks=["exact"])
+    got = {(r["case"], r["direction"]): r["status"] for r in recs}
+    assert got[("nobias", "grad_weight")] == "passed" and got[("basic.3x3", "forward")] == "unsupported"
+    # a square pool under one key: a rectangular window is unsupported, with the key named
+    impl = load_impl(cs.max_pool_forward_square)
+    rect = next(c.params for c in get_suite("edge", "max_pool2d") if c.id == "kernel.eq.input")
+    assert impl.unsupported(rect, "float64", "forward") == (
+        "max_pool_forward_square takes kernel_size as one int, pool_param['pool_size']; "
+        "the case needs kernel_size=(4, 5)")
+    recs, st = _statuses(impl, get_suite("edge", "max_pool2d"), checks=["exact"])
+    assert st == {"passed", "unsupported"} and "k2s2" in {r["case"] for r in recs if r["status"] == "passed"}
+
+
+@pytest.mark.parametrize(("obj", "direction", "needle"), [
+    (cs.conv_forward_dwlast, "grad_weight", "grad_weight"),
+    (cs.conv_forward_padded_dx, "grad_input", "grad_input has shape"),
+    (cs.max_pool_forward_overwrite, "grad_input", "grad_input"),
+])
+def test_cs231n_pairs_with_the_classic_mistakes_fail_where_the_mistake_is(obj, direction, needle):
+    impl = load_impl(obj)
+    op = impl.info.op
+    recs, st = _statuses(impl, get_suite("edge", op), checks=["shape", "exact", "random"])
+    bad = [r for r in recs if r["status"] not in ("passed", "unsupported")]
+    assert bad and {r["status"] for r in bad} == {"failed"}
+    assert {r["direction"] for r in bad} - {"backward"} <= {direction}  # "backward": the shape check
+    assert any(needle in r["message"] for r in bad), bad[0]["message"]
+
+
+def test_cs231n_forward_without_a_cache_fails_its_backward_with_the_reason():
+    impl = load_impl(cs.conv_forward_nocache)
+    recs, _ = _statuses(impl, [c for c in EDGE if c.id == "basic.3x3"], checks=["exact"])
+    got = {r["direction"]: r for r in recs}
+    assert got["forward"]["status"] == "passed"
+    assert got["grad_input"]["status"] == "error"
+    assert "conv_forward_nocache returned no cache for conv_backward_nocache" in got["grad_input"]["message"]
+
+
+def test_cs231n_pair_errors_name_what_was_expected():
+    with pytest.raises(TypeError, match=r"adapted for conv2d, max_pool2d and avg_pool2d; got op='conv1d'"):
+        adapt(cs.conv_forward_naive, op="conv1d")
+    with pytest.raises(TypeError, match=r"does not look like a max_pool2d forward: expected \(x, pool_param\)"):
+        adapt(cs.conv_forward_naive, op="max_pool2d")
+
+    def pool_forward_nosize(x, pool_param):
+        return x[:, :, ::pool_param["stride"]], None
+
+    with pytest.raises(TypeError, match="reads no pool size from pool_param"):
+        adapt(pool_forward_nosize, op="max_pool2d")
+
+    def conv_forward_raises(x, w, b, conv_param):
+        raise ValueError(f"boom at stride {conv_param['stride']}, padding {conv_param['pad']}")
+
+    impl = load_impl(conv_forward_raises)
+    recs, _ = _statuses(impl, [c for c in EDGE if c.id == "stride3.remainder"], checks=["exact"])
+    fwd = next(r for r in recs if r["direction"] == "forward")
+    assert fwd["status"] == "error" and "boom at stride 3, padding 1" in fwd["message"]
+    assert "called as test_cs231n_pair_errors_name_what_was_expected.<locals>.conv_forward_raises(x, w, b, " \
+           "conv_param={'stride': 3, 'pad': 1})" in fwd["message"]
+
+
+@pytest.mark.parametrize(("obj", "rc"), [("conv_forward_naive", 0), ("max_pool_forward_naive", 0),
+                                         ("conv_forward_dwlast", 1)])
+def test_convbench_check_on_a_cs231n_file(obj, rc):
+    r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl",
+                        f"{CS231N}:{obj}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
+    assert ("OK:" if rc == 0 else "FAILED:") in r.stdout

@@ -1,0 +1,263 @@
+"""CS231n-style forward/backward functions that hand each other a cache, as implementations.
+
+The courses that follow CS231n write every layer as two functions::
+
+    out, cache = conv_forward_naive(x, w, b, conv_param)      # conv_param = {'stride': 1, 'pad': 1}
+    dx, dw, db = conv_backward_naive(dout, cache)
+    out, cache = max_pool_forward_naive(x, pool_param)        # {'pool_height': 2, 'pool_width': 2, 'stride': 2}
+    dx = max_pool_backward_naive(dout, cache)
+
+The backward is found beside the forward: the name with ``forward`` read as ``backward``, in the
+forward's own module (``conv_forward_im2col`` -> ``conv_backward_im2col``), or the ``backward``
+static method of a class whose static ``forward`` takes the dict (``Conv.forward(x, w, b,
+conv_param)`` / ``Conv.backward(dout, cache)``). Which hyperparameters the functions take is read
+from the keys the forward's source looks up in its dict (and CS231n's for the rest, where it hands
+the dict on to another function); each is one int, so a case that needs an ``(h, w)`` pair of two values, or padding
+that differs between sides, is *unsupported*.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import textwrap
+from typing import Any, Callable
+
+import numpy as np
+
+from convbench._adapt_layer import _features, _source, layer_kind
+from convbench.ops import OpParams
+from convbench.registry import Implementation
+
+__all__ = ["CacheImpl", "adapt_cache", "dict_param"]
+
+# the dict keys each hyperparameter goes by, first match wins; a pool's kernel is one key per axis
+# or one key for both
+_CONV_KEYS = {"stride": ("stride",), "padding": ("pad", "padding"), "dilation": ("dilation",),
+              "groups": ("groups",)}
+_POOL_KEYS = {"kernel_size": (("pool_height", "pool_width"), ("pool_h", "pool_w"), "pool_size", "kernel_size",
+                              "size"),
+              "stride": ("stride",), "padding": ("pad", "padding")}
+# what the CS231n assignments read: taken where the source cannot be read, or for what a forward
+# that hands its dict on to another function does not look up itself
+_CS231N = {"conv2d": {"stride": "stride", "padding": "pad"},
+           "pool": {"kernel_size": ("pool_height", "pool_width"), "stride": "stride"}}
+_PARAM_NAME = re.compile(r"(^|_)param(s|eters)?$")
+
+
+def dict_param(fn: Any) -> str | None:
+    """The name of ``fn``'s dict of hyperparameters (its last positional parameter, named like
+    ``conv_param``/``pool_param``/``params``, without a default), or None."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    pos = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    if len(pos) >= 2 and _PARAM_NAME.search(pos[-1].name) and pos[-1].default is inspect.Parameter.empty:
+        return pos[-1].name
+    return None
+
+
+def static_forward(cls: Any) -> Callable[..., Any] | None:
+    """``cls.forward`` where it is a static method taking a dict of hyperparameters, else None."""
+    if not isinstance(cls, type) or not isinstance(inspect.getattr_static(cls, "forward", None), staticmethod):
+        return None
+    return cls.forward if dict_param(cls.forward) else None
+
+
+def _keys_read(src: str, pname: str) -> set[str]:
+    """The string keys the source looks up in ``pname`` (``conv_param['stride']``, ``.get('pad', 0)``)."""
+    return set(re.findall(rf"\b{re.escape(pname)}\s*(?:\[\s*|\.get\(\s*)['\"](\w+)['\"]", src))
+
+
+def _handed_on(src: str, name: str) -> bool:
+    """Whether the source passes ``name`` itself to a call (``conv_forward_naive(x, w, b, conv_param)``;
+    not ``cache = (x, w, b, conv_param)``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(src))
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.Call) and any(isinstance(a, ast.Name) and a.id == name
+                                                   for a in [*node.args, *(k.value for k in node.keywords)])
+               for node in ast.walk(tree))
+
+
+def _keys(op: str, src: str, pname: str) -> dict[str, Any]:
+    """Hyperparameter -> the key (or the (height, width) keys) the functions read it from."""
+    table = _CONV_KEYS if op == "conv2d" else _POOL_KEYS
+    cs231n = _CS231N["conv2d" if op == "conv2d" else "pool"]
+    if not src:
+        return dict(cs231n)
+    read = _keys_read(src, pname)
+    # a forward that hands its dict on (Conv.forward -> conv_forward_naive(x, w, b, conv_param))
+    # is taken to hand it to CS231n's keys, for what it does not look up itself
+    hands_on = _handed_on(src, pname)
+    found: dict[str, Any] = {}
+    for hyper, aliases in table.items():
+        for a in aliases:
+            if (set(a) <= read) if isinstance(a, tuple) else a in read:
+                found[hyper] = a
+                break
+        else:
+            if hands_on and hyper in cs231n:
+                found[hyper] = cs231n[hyper]
+    return found
+
+
+def _callname(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "f")
+
+
+class CacheImpl(Implementation):
+    """A forward function ``(x, w, b, conv_param) -> (out, cache)`` (pooling: ``(x, pool_param)``)
+    and, optionally, its backward ``(dout, cache) -> (dx, dw, db)`` (pooling: ``dx``).
+
+    The backward direction runs the forward first, for the cache it needs, as a training step
+    would: its time includes the forward's. A forward without a bias parameter gets only the cases
+    without bias; one with it is given zeros where the case has no bias (adding 0 changes nothing).
+    """
+
+    def __init__(self, fwd: Callable[..., Any], bwd: Callable[..., Any] | None, op: str, pname: str,
+                 keys: dict[str, Any], takes_bias: bool) -> None:
+        self.fwd, self.bwd, self.op, self.pname = fwd, bwd, op, pname
+        self.keys, self.takes_bias = keys, takes_bias
+        self.kind = layer_kind(op)
+
+    def _param(self, p: OpParams) -> dict[str, Any]:
+        """A fresh dict for one call (a function may write into it)."""
+        if self.op == "conv2d":
+            values = {"stride": p.stride[0], "padding": p.pads[0], "dilation": p.dilation[0], "groups": p.groups}
+        else:
+            values = {"stride": p.stride[0], "padding": p.padding[0], "kernel_size": (p.kh, p.kw)}
+        d: dict[str, Any] = {}
+        for hyper, key in self.keys.items():
+            if isinstance(key, tuple):
+                d.update(zip(key, values[hyper]))
+            else:
+                d[key] = values[hyper][0] if hyper == "kernel_size" else values[hyper]
+        return d
+
+    def unsupported(self, p: OpParams, dtype: str, direction: str) -> str | None:
+        why = super().unsupported(p, dtype, direction)
+        if why is not None:
+            return why
+        # each key holds one int: the case must need one value per hyperparameter
+        if self.op == "conv2d":
+            need = {"stride": p.stride, "padding": p.pads, "dilation": p.dilation}
+        else:
+            need = {"kernel_size": (p.kh, p.kw), "stride": p.stride, "padding": p.padding}
+        for hyper, v in need.items():
+            key = self.keys.get(hyper)
+            if key is None or isinstance(key, tuple) or len(set(v)) == 1:
+                continue
+            what = "padding (the same on every side)" if hyper == "padding" else hyper
+            shown = p.padding if hyper == "padding" else v
+            return (f"{_callname(self.fwd)} takes {what} as one int, {self.pname}[{key!r}]; "
+                    f"the case needs {hyper}={shown!r}")
+        return None
+
+    def _forward(self, p: OpParams, x: np.ndarray, wb: tuple[np.ndarray | None, ...]) -> tuple[Any, Any]:
+        args: list[Any] = [x]
+        if self.kind.has_weights:
+            w, b = wb
+            args.append(w)
+            if self.takes_bias:
+                args.append(b if b is not None else np.zeros(p.o, dtype=w.dtype))
+        param = self._param(p)
+        try:
+            res = self.fwd(*args, param)
+        except Exception as exc:
+            names = ["x", "w", "b"][:len(args)]
+            exc.__notes__ = [*getattr(exc, "__notes__", []),
+                             f"called as {_callname(self.fwd)}({', '.join(names)}, {self.pname}={param!r})"]
+            raise
+        if isinstance(res, tuple):
+            if len(res) != 2:
+                raise TypeError(f"{_callname(self.fwd)} returned a tuple of {len(res)}; expected (out, cache)")
+            return res[0], res[1]
+        return res, None
+
+    def forward(self, p: OpParams, x: np.ndarray, *wb: np.ndarray | None) -> Any:
+        return self._forward(p, x, wb)[0]
+
+    def backward(self, p: OpParams, dy: np.ndarray, x: np.ndarray, *w: np.ndarray) -> tuple[Any, ...]:
+        if self.bwd is None:
+            raise TypeError(f"{_callname(self.fwd)} has no backward beside it")
+        wb = (w[0], None) if self.kind.has_weights else ()
+        _, cache = self._forward(p, x, wb)
+        if cache is None:
+            raise TypeError(f"{_callname(self.fwd)} returned no cache for {_callname(self.bwd)}: "
+                            "expected it to return (out, cache)")
+        try:
+            res = self.bwd(dy, cache)
+        except Exception as exc:
+            exc.__notes__ = [*getattr(exc, "__notes__", []), f"called as {_callname(self.bwd)}(dout, cache)"]
+            raise
+        if not self.kind.has_weights:
+            if isinstance(res, tuple):
+                if len(res) != 1:
+                    raise TypeError(f"{_callname(self.bwd)} returned a tuple of {len(res)}; expected dx")
+                res = res[0]
+            return (res,)
+        want = 3 if self.takes_bias else 2
+        if not isinstance(res, tuple) or len(res) != want:
+            got = f"a tuple of {len(res)}" if isinstance(res, tuple) else type(res).__name__
+            raise TypeError(f"{_callname(self.bwd)} returned {got}; expected "
+                            f"{'(dx, dw, db)' if self.takes_bias else '(dx, dw)'}")
+        dx, dw = res[0], res[1]
+        db = res[2] if self.takes_bias and p.bias else None
+        return dx, dw, db
+
+
+def _backward_beside(fwd: Callable[..., Any], owner: type | None) -> Callable[..., Any] | None:
+    if owner is not None:
+        bwd = getattr(owner, "backward", None)
+        return bwd if callable(bwd) else None
+    name = getattr(fwd, "__name__", "")
+    if "forward" not in name:
+        return None
+    bwd = getattr(fwd, "__globals__", {}).get(name.replace("forward", "backward"))
+    if bwd is None and inspect.getmodule(fwd) is not None:
+        bwd = getattr(inspect.getmodule(fwd), name.replace("forward", "backward"), None)
+    return bwd if callable(bwd) else None
+
+
+def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
+    """A :class:`CacheImpl` for a CS231n-style forward function (or a class with static
+    ``forward``/``backward``) of conv2d, max_pool2d or avg_pool2d."""
+    owner = obj if isinstance(obj, type) else None
+    fwd = static_forward(obj) if owner is not None else obj
+    what = f"{_callname(fwd)}{inspect.signature(fwd)}"
+    if op not in ("conv2d", "max_pool2d", "avg_pool2d"):
+        raise TypeError(f"{what} takes a dict of hyperparameters: such forward/backward pairs are adapted for "
+                        f"conv2d, max_pool2d and avg_pool2d; got op={op!r}")
+    pname = dict_param(fwd)
+    pos = [q for q in inspect.signature(fwd).parameters.values() if q.kind in (q.POSITIONAL_ONLY,
+                                                                               q.POSITIONAL_OR_KEYWORD)]
+    kind = layer_kind(op)
+    arity = (3, 4) if kind.has_weights else (2,)
+    if len(pos) not in arity:
+        expected = "(x, w, b, conv_param) or (x, w, conv_param)" if kind.has_weights else "(x, pool_param)"
+        raise TypeError(f"{what} does not look like a {op} forward: expected {expected}")
+    takes_bias = len(pos) == 4
+    keys = _keys(op, _source(fwd), pname)
+    if not kind.has_weights and "kernel_size" not in keys:
+        raise TypeError(f"{what} reads no pool size from {pname} (looked for "
+                        f"'pool_height'/'pool_width', 'pool_size', 'kernel_size', 'size')")
+    bwd = _backward_beside(fwd, owner)
+    features = set(_features(kind, keys, pairs=True))  # one int per key: unsupported() turns pairs away
+    if kind.has_weights and not takes_bias:
+        features.discard("bias")
+    directions = {"forward", "backward"} if bwd is not None else {"forward"}
+    pair = f"{_callname(fwd)} / {_callname(bwd)}" if bwd is not None else f"{_callname(fwd)} (no backward beside it)"
+    return CacheImpl(fwd, bwd, op, pname, keys, takes_bias), {
+        "op": op, "backend": "numpy", "directions": directions, "features": frozenset(features),
+        "description": f"forward/backward functions {fwd.__module__}: {pair}, hyperparameters in a dict "
+                       f"{pname} with keys {sorted(_flat(keys.values()))}"}
+
+
+def _flat(keys: Any) -> list[str]:
+    out: list[str] = []
+    for k in keys:
+        out.extend(k if isinstance(k, tuple) else (k,))
+    return out
