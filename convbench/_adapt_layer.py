@@ -7,8 +7,10 @@ cannot express (no ``stride`` argument, ints only) makes the cases needing it un
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import re
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,8 @@ import numpy as np
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
-__all__ = ["DataHolder", "LayerImpl", "TorchModuleImpl", "adapt_layer", "adapt_torch_module", "layer_kind"]
+__all__ = ["DataHolder", "LayerImpl", "TorchModuleImpl", "adapt_layer", "adapt_torch_module", "layer_kind",
+           "pair_only"]
 
 _CONV_CTOR = {
     "in_channels": ("in_channels", "in_ch", "c_in", "cin", "n_in", "input_channels", "in_chans", "in_planes",
@@ -108,6 +111,65 @@ def _source(obj: Any) -> str:
         return ""
 
 
+def _assigned(tree: ast.AST) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) of every plain assignment, ``a, b = c, d`` taken apart."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Tuple) and isinstance(node.value, ast.Tuple) and len(t.elts) == len(node.value.elts):
+                    out.extend(zip(t.elts, node.value.elts))
+                else:
+                    out.append((t, node.value))
+    return out
+
+
+def pair_only(fn: Any, names: dict[str, str], src: str | None = None) -> frozenset[str]:
+    """The hyperparameters (keys of ``names``: key -> ``fn``'s argument name) that ``fn`` takes as
+    ``(h, w)`` pairs only, so that an int would break it: a tuple default (``stride=(1, 1)``), or a
+    source that unpacks or indexes the argument (``sh, sw = stride``, ``stride[0]``; or the
+    attribute it is stored in, ``self.stride = stride`` ... ``sh, sw = self.stride``) and never
+    passes it to a call (``isinstance``, ``pair``), reassigns it or catches an error.
+    ``src`` is the source to read (a layer's whole class), by default ``fn``'s."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    out = {key for key, arg in names.items()
+           if arg in params and isinstance(params[arg].default, (tuple, list))}
+    try:
+        tree = ast.parse(textwrap.dedent(_source(fn) if src is None else src))
+    except SyntaxError:
+        return frozenset(out)
+    if any(isinstance(node, ast.Try) for node in ast.walk(tree)):
+        return frozenset(out)
+    for key, arg in names.items():
+        if key in out:
+            continue
+        attrs = {t.attr for t, v in _assigned(tree) if isinstance(t, ast.Attribute)
+                 and isinstance(v, ast.Name) and v.id == arg}
+
+        def ref(node: Any) -> bool:
+            return ((isinstance(node, ast.Name) and node.id == arg)
+                    or (isinstance(node, ast.Attribute) and node.attr in attrs))
+
+        unpacked = handled = False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                if any(isinstance(t, (ast.Tuple, ast.List)) for t in node.targets) and ref(node.value):
+                    unpacked = True
+                if any(ref(t) for t in node.targets) and not (isinstance(node.value, ast.Name)
+                                                              and node.value.id == arg):
+                    handled = True  # reassigned: it may be normalised
+            elif isinstance(node, (ast.Subscript, ast.Starred)) and ref(node.value):
+                unpacked = True  # stride[0], f(*kernel_size)
+            elif isinstance(node, ast.Call) and any(ref(a) for a in [*node.args, *(k.value for k in node.keywords)]):
+                handled = True
+        if unpacked and not handled:
+            out.add(key)
+    return frozenset(out)
+
+
 def _ctor_map(cls: type, kind: LayerKind) -> dict[str, str]:
     try:
         sig = inspect.signature(cls.__init__)
@@ -175,21 +237,21 @@ def _find(obj: Any, names: tuple[str, ...]) -> str | None:
 
 
 def _values(p: OpParams, op: str, arg: Any, torch: bool) -> dict[str, Any]:
-    """Constructor values for every key of the op's kind; ``arg`` turns an (h, w) pair into what
-    the layer takes."""
+    """Constructor values for every key of the op's kind; ``arg(key, (h, w))`` turns a pair into
+    what the layer takes."""
     if op == "conv2d":
         pt, _, pl, _ = p.pads
-        return {"in_channels": p.c, "out_channels": p.o, "kernel_size": arg((p.kh, p.kw)),
-                "stride": arg(p.stride), "padding": p.padding if torch else arg((pt, pl)),
-                "dilation": arg(p.dilation), "groups": p.groups, "bias": p.bias}
+        return {"in_channels": p.c, "out_channels": p.o, "kernel_size": arg("kernel_size", (p.kh, p.kw)),
+                "stride": arg("stride", p.stride), "padding": p.padding if torch else arg("padding", (pt, pl)),
+                "dilation": arg("dilation", p.dilation), "groups": p.groups, "bias": p.bias}
     if op == "conv1d":
         return {"in_channels": p.c, "out_channels": p.o, "kernel_size": p.k, "stride": p.stride,
                 "padding": p.padding if torch else p.pads[0], "dilation": p.dilation, "groups": p.groups,
                 "bias": p.bias}
-    v = {"kernel_size": arg((p.kh, p.kw)), "stride": arg(p.stride), "padding": arg(p.padding),
-         "ceil_mode": p.ceil_mode}
+    v = {"kernel_size": arg("kernel_size", (p.kh, p.kw)), "stride": arg("stride", p.stride),
+         "padding": arg("padding", p.padding), "ceil_mode": p.ceil_mode}
     if op == "max_pool2d":
-        v["dilation"] = arg(p.dilation)
+        v["dilation"] = arg("dilation", p.dilation)
     else:
         v.update(count_include_pad=p.count_include_pad, divisor_override=p.divisor_override)
     return v
@@ -210,17 +272,20 @@ class LayerImpl(Implementation):
         The constructor takes (h, w) pairs (else only ints: non-square cases are unsupported).
     op : str
         The operator it implements.
+    pair_only : set of str
+        The hyperparameters it takes as pairs only (:func:`pair_only`): given as pairs always.
     """
 
-    def __init__(self, cls: type, ctor: dict[str, str], pairs: bool, op: str = "conv2d") -> None:
-        self.cls, self.ctor, self.pairs, self.op = cls, ctor, pairs, op
+    def __init__(self, cls: type, ctor: dict[str, str], pairs: bool, op: str = "conv2d",
+                 pair_only: frozenset[str] = frozenset()) -> None:
+        self.cls, self.ctor, self.pairs, self.op, self.pair_only = cls, ctor, pairs, op, pair_only
         self.kind = layer_kind(op)
         self.wrap_in = _reads_data(cls.forward)
         self.wrap_dout = hasattr(cls, "backward") and _reads_data(cls.backward)
         self.tensor_cls = getattr(inspect.getmodule(cls), "Tensor", None)
 
-    def _arg(self, v: tuple[int, int]) -> Any:
-        return v if (self.pairs and v[0] != v[1]) else v[0]
+    def _arg(self, key: str, v: tuple[int, int]) -> Any:
+        return v if key in self.pair_only or (self.pairs and v[0] != v[1]) else v[0]
 
     def _build(self, p: OpParams, w: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
         values = _values(p, self.op, self._arg, torch=False)
@@ -304,9 +369,11 @@ def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
     kind = layer_kind(op)
     ctor = _ctor_map(cls, kind)
     # conv1d has one spatial axis: nothing is rectangular
-    pairs = op != "conv1d" and bool(_PAIR_SRC.search(_source(cls)))
+    only = frozenset() if op == "conv1d" else pair_only(
+        cls.__init__, {k: ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor}, _source(cls))
+    pairs = op != "conv1d" and (bool(only) or bool(_PAIR_SRC.search(_source(cls))))
     directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
-    return LayerImpl(cls, ctor, pairs, op), {
+    return LayerImpl(cls, ctor, pairs, op, only), {
         "op": op, "backend": "numpy", "directions": directions, "features": _features(kind, ctor, pairs),
         "description": f"layer class {cls.__module__}.{cls.__qualname__}"}
 
@@ -323,7 +390,7 @@ class TorchModuleImpl(LayerImpl):
     def _module(self, p: OpParams, w: np.ndarray | None, b: np.ndarray | None, dtype: np.dtype) -> Any:
         import torch
 
-        values = _values(p, self.op, lambda v: v, torch=True)
+        values = _values(p, self.op, lambda key, v: v, torch=True)
         m = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
         m = m.to(torch.float64 if dtype == np.float64 else torch.float32)
         if self.kind.has_weights:

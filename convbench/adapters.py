@@ -17,7 +17,7 @@ import numpy as np
 
 from convbench._adapt_cache import CacheImpl, adapt_cache, dict_param, static_forward
 from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TorchModuleImpl, _source, adapt_layer,
-                                    adapt_torch_module)
+                                    adapt_torch_module, pair_only)
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
@@ -53,17 +53,24 @@ class FunctionImpl(Implementation):
     ``pairs`` False: the function takes its hyperparameters as ints only (as for layer classes,
     judged from its source, which never indexes ``stride[0]`` or the like), so a case that would
     pass one as an ``(h, w)`` pair is unsupported rather than an error inside the function.
+    ``pair_only``: the hyperparameters it takes as pairs only (a tuple default, ``sh, sw = stride``
+    with no int handling; :func:`~convbench._adapt_layer.pair_only`), passed as pairs always.
     """
 
-    def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool, pairs: bool = True) -> None:
+    def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool, pairs: bool = True,
+                 pair_only: frozenset[str] = frozenset()) -> None:
         self.fn = fn
         self.kwnames = kwnames
         self.takes_bias = takes_bias
         self.pairs = pairs
+        self.pair_only = pair_only
 
     def _kwargs(self, p: OpParams) -> dict[str, Any]:
         values = {"stride": _pair_arg(p.stride), "padding": _conv_padding_arg(p),
                   "dilation": _pair_arg(p.dilation), "groups": p.groups}
+        if len(p.pads) == 4:  # conv2d: the pairs as they are, for what takes nothing else
+            pairs = {"stride": tuple(p.stride), "padding": (p.pads[0], p.pads[2]), "dilation": tuple(p.dilation)}
+            values.update({k: pairs[k] for k in self.pair_only})
         return {argname: values[key] for key, argname in self.kwnames.items()}
 
     def unsupported(self, p: OpParams, dtype: str, direction: str) -> str | None:
@@ -152,9 +159,10 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
         features -= {"rectangular"}
     # conv1d passes ints only; a conv2d function without a source to read is given pairs as before
     src = _source(fn)
-    pairs = op == "conv1d" or not src or _reads_pairs(src, [kwnames[k] for k in ("stride", "padding", "dilation")
-                                                              if k in kwnames])
-    return FunctionImpl(fn, kwnames, takes_bias, pairs), {
+    hyper = {k: kwnames[k] for k in ("stride", "padding", "dilation") if k in kwnames}
+    only = frozenset() if op == "conv1d" else pair_only(fn, hyper)
+    pairs = op == "conv1d" or not src or bool(only) or _reads_pairs(src, list(hyper.values()))
+    return FunctionImpl(fn, kwnames, takes_bias, pairs, only), {
         "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
         "description": f"function {fn.__module__}.{fn.__qualname__}{sig}"}
 

@@ -192,6 +192,106 @@ def test_a_function_that_reads_pairs_gets_them(fn):
     assert {r["status"] for r in recs if r["direction"] == "forward"} == {"passed"}, recs
 
 
+def _pairs_by_default(x, w, b=None, stride=(1, 1), padding=(0, 0)):
+    return conv_forward(x, w, b, (stride[0] + 0, stride[1] + 0), (padding[0] + 0, padding[1] + 0))
+
+
+def _pairs_unpacked(x, w, b=None, stride=1, padding=0):
+    sh, sw = stride  # an int would raise TypeError: the default is never used
+    ph, pw = padding
+    return conv_forward(x, w, b, (sh, sw), (ph, pw))
+
+
+class _PairConv:
+    """A layer that takes pairs only: tuple defaults, unpacked in the constructor and in forward."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=(1, 1), padding=(0, 0)):
+        self.kh, self.kw = kernel_size
+        self.stride, self.padding = stride, padding
+        self.W = np.zeros((out_channels, in_channels, self.kh, self.kw))
+        self.b = np.zeros(out_channels)
+
+    def forward(self, x):
+        sh, sw = self.stride
+        ph, pw = self.padding
+        return conv_forward(x, self.W, self.b, (sh, sw), (ph, pw))
+
+
+class _PairConvUnpacksAttribute:
+    """Int defaults: only the unpacking (of the argument, of the attribute it is kept in) says pairs."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        self.kh, self.kw = kernel_size
+        self.stride = stride
+        self.pad = padding
+        self.W = np.zeros((out_channels, in_channels, self.kh, self.kw))
+        self.b = np.zeros(out_channels)
+
+    def forward(self, x):
+        sh, sw = self.stride
+        return conv_forward(x, self.W, self.b, (sh, sw), (self.pad[0], self.pad[1]))
+
+
+@pytest.mark.parametrize("obj", [_pairs_by_default, _pairs_unpacked, _PairConv, _PairConvUnpacksAttribute])
+def test_what_takes_pairs_only_is_given_pairs_even_where_the_axes_agree(obj):
+    impl = load_impl(obj, op="conv2d")
+    assert impl.pair_only >= {"stride", "padding"}
+    recs = run_checks([impl], PER_AXIS + [c for c in EDGE if c.id in ("basic.3x3", "batch1.pad1", "nonsquare.kernel")],
+                      checks=["shape", "random"])
+    st = {(r["case"], r["status"]) for r in recs if r["direction"] == "forward"}
+    assert {s for _, s in st} == {"passed"}, [r["message"] for r in recs if r["status"] != "passed"][:2]
+
+
+def test_pair_only_is_read_from_the_source_and_held_back_by_any_int_handling():
+    from convbench._adapt_layer import pair_only
+
+    names = {"stride": "stride", "padding": "padding"}
+    assert pair_only(_pairs_unpacked, names) == {"stride", "padding"}
+    assert pair_only(_unpacks, {"stride": "stride", "padding": "pad"}) == set()  # isinstance / type tests
+    assert pair_only(_helper, names) == set()  # handed to pair()
+    assert pair_only(_ints_cs231n, {"stride": "stride", "padding": "pad"}) == set()  # arithmetic
+
+    def normalises(x, w, b=None, stride=1, padding=0):
+        stride = (stride, stride) if np.ndim(stride) == 0 else stride
+        sh, sw = stride
+        return sh, sw, padding[0]
+
+    def catches(x, w, b=None, stride=1, padding=0):
+        try:
+            sh, sw = stride
+        except TypeError:
+            sh = sw = stride
+        return sh, sw
+
+    def tests(x, w, b=None, stride=1, padding=0):
+        if isinstance(stride, int):
+            return stride, stride
+        sh, sw = stride
+        return sh, sw, padding[1]
+
+    def reassigns(x, w, b=None, stride=1, padding=0):
+        stride = (stride, stride) if stride in (1, 2, 3) else stride
+        sh, sw = stride
+        return sh, sw, padding[1]
+
+    assert pair_only(normalises, names) == {"padding"}
+    assert pair_only(tests, names) == {"padding"}
+    assert pair_only(reassigns, names) == {"padding"}
+
+    def pair_default(x, w, b=None, stride=(1, 1), padding=0):
+        return pair(stride), pair(padding)
+
+    assert pair_only(pair_default, names) == {"stride"}  # a tuple default: pairs are what it expects
+    assert pair_only(catches, names) == set()
+    from convbench._adapt_layer import _source
+
+    ctor = {"kernel_size": "kernel_size", "stride": "stride", "padding": "padding"}
+    assert pair_only(_PairConvUnpacksAttribute.__init__, ctor, _source(_PairConvUnpacksAttribute)) == {
+        "kernel_size", "stride", "padding"}
+    assert pair_only(_PairConv.__init__, ctor, _source(_PairConv)) == {"kernel_size", "stride", "padding"}
+    assert pair_only(SeedConv.__init__, ctor, _source(SeedConv)) == set()
+
+
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths:UserWarning")
 def test_torch_module_class_and_instance():
     impl = load_impl(torch.nn.Conv2d, op="conv2d")
