@@ -373,9 +373,26 @@ def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
         cls.__init__, {k: ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor}, _source(cls))
     pairs = op != "conv1d" and (bool(only) or bool(_PAIR_SRC.search(_source(cls))))
     directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
+    features = _features(kind, ctor, pairs)
+    if kind.has_weights and "bias" not in ctor and not _may_have_bias(cls):
+        features -= {"bias"}  # a conv without bias (one followed by batch norm): the no-bias cases only
     return LayerImpl(cls, ctor, pairs, op, only), {
-        "op": op, "backend": "numpy", "directions": directions, "features": _features(kind, ctor, pairs),
+        "op": op, "backend": "numpy", "directions": directions, "features": features,
         "description": f"layer class {cls.__module__}.{cls.__qualname__}"}
+
+
+def _may_have_bias(cls: type) -> bool:
+    """False only where the class (with its bases) never sets a bias attribute (``self.b = ...``,
+    ``setattr(self, "bias", ...)``, a class attribute or property) in a source that can be read."""
+    mro = [k for k in cls.__mro__ if k is not object]
+    if any(n in vars(k) for k in mro for n in _BIAS):
+        return True
+    sources = [_source(k) for k in mro]
+    if not all(sources):  # a class whose source cannot be read may set one
+        return True
+    src = "".join(sources)
+    names = "|".join(_BIAS)
+    return re.search(rf"\bself\.({names})\s*(:[^=]*)?=[^=]|setattr\(\s*self\s*,\s*['\"]({names})['\"]", src) is not None
 
 
 # --- torch.nn.Module -------------------------------------------------------------------------------

@@ -232,6 +232,50 @@ class _PairConvUnpacksAttribute:
         return conv_forward(x, self.W, self.b, (sh, sw), (self.pad[0], self.pad[1]))
 
 
+class _ConvNoBias:
+    """A conv without bias, as ResNet's are (batch norm follows): no bias attribute at all."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        self.stride, self.padding = stride, padding
+        self.weight = np.zeros((out_channels, in_channels, kernel_size, kernel_size))
+
+    def forward(self, x):
+        self.x = x
+        return conv_forward(x, self.weight, None, self.stride, self.padding)
+
+    def backward(self, dout):
+        dx, self.dW, _ = conv_backward(dout, self.x, self.weight, self.stride, self.padding)
+        return dx
+
+
+def test_a_layer_without_bias_takes_the_cases_without_bias():
+    impl = load_impl(_ConvNoBias, op="conv2d")
+    recs, st = _statuses(impl, [c for c in EDGE if c.id in ("basic.3x3", "nobias", "batch1.pad1")],
+                         checks=["shape", "exact"])
+    assert st == {"passed", "unsupported"}
+    got = {(r["case"], r["status"]) for r in recs if r["direction"] == "forward"}
+    assert got == {("basic.3x3", "unsupported"), ("batch1.pad1", "unsupported"), ("nobias", "passed")}
+    assert "does not support bias" in next(r["message"] for r in recs if r["case"] == "basic.3x3")
+    # one that sets a bias somewhere keeps the cases with bias: in a base class, by setattr, as a class
+    # attribute, or where a source cannot be read
+    for cls in (_NoBiasOnSeed, _BiasBySetattr, _BiasClassAttribute, SeedConv, type("Made", (_ConvNoBias,), {})):
+        assert "bias" in load_impl(cls, op="conv2d").info.features, cls
+
+
+class _NoBiasOnSeed(_ConvNoBias, SeedConv):
+    pass
+
+
+class _BiasBySetattr(_ConvNoBias):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+        setattr(self, "bias", np.zeros(out_channels))
+
+
+class _BiasClassAttribute(_ConvNoBias):
+    bias = None
+
+
 @pytest.mark.parametrize("obj", [_pairs_by_default, _pairs_unpacked, _PairConv, _PairConvUnpacksAttribute])
 def test_what_takes_pairs_only_is_given_pairs_even_where_the_axes_agree(obj):
     impl = load_impl(obj, op="conv2d")
