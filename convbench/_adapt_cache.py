@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from convbench._adapt_layer import _features, _source, layer_kind
+from convbench._adapt_layer import TensorArgs, _features, _source, layer_kind, uses_torch, zeros_like_bias
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
-__all__ = ["CacheImpl", "adapt_cache", "dict_param"]
+__all__ = ["CacheImpl", "TorchCacheImpl", "adapt_cache", "dict_param", "static_forward"]
 
 # the dict keys each hyperparameter goes by, first match wins; a pool's kernel is one key per axis
 # or one key for both
@@ -162,7 +162,7 @@ class CacheImpl(Implementation):
             w, b = wb
             args.append(w)
             if self.takes_bias:
-                args.append(b if b is not None else np.zeros(p.o, dtype=w.dtype))
+                args.append(b if b is not None else zeros_like_bias(p.o, w))
         param = self._param(p)
         try:
             res = self.fwd(*args, param)
@@ -209,6 +209,10 @@ class CacheImpl(Implementation):
         return dx, dw, db
 
 
+class TorchCacheImpl(TensorArgs, CacheImpl):
+    """The same, written against torch tensors (EECS 498's ``Conv.forward``): given CPU tensors."""
+
+
 def _backward_beside(fwd: Callable[..., Any], owner: type | None) -> Callable[..., Any] | None:
     if owner is not None:
         bwd = getattr(owner, "backward", None)
@@ -250,10 +254,12 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
         features.discard("bias")
     directions = {"forward", "backward"} if bwd is not None else {"forward"}
     pair = f"{_callname(fwd)} / {_callname(bwd)}" if bwd is not None else f"{_callname(fwd)} (no backward beside it)"
-    return CacheImpl(fwd, bwd, op, pname, keys, takes_bias), {
-        "op": op, "backend": "numpy", "directions": directions, "features": frozenset(features),
+    torch = uses_torch(fwd)
+    return (TorchCacheImpl if torch else CacheImpl)(fwd, bwd, op, pname, keys, takes_bias), {
+        "op": op, "backend": "torch" if torch else "numpy", "directions": directions,
+        "features": frozenset(features),
         "description": f"forward/backward functions {fwd.__module__}: {pair}, hyperparameters in a dict "
-                       f"{pname} with keys {sorted(_flat(keys.values()))}"}
+                       f"{pname} with keys {sorted(_flat(keys.values()))}{' on torch tensors' if torch else ''}"}
 
 
 def _flat(keys: Any) -> list[str]:

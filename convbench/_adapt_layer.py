@@ -19,8 +19,8 @@ import numpy as np
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
-__all__ = ["DataHolder", "LayerImpl", "TorchModuleImpl", "adapt_layer", "adapt_torch_module", "layer_kind",
-           "pair_only"]
+__all__ = ["DataHolder", "LayerImpl", "TensorArgs", "TorchModuleImpl", "adapt_layer", "adapt_torch_module",
+           "layer_kind", "pair_only", "uses_torch", "zeros_like_bias"]
 
 _CONV_CTOR = {
     "in_channels": ("in_channels", "in_ch", "c_in", "cin", "n_in", "input_channels", "in_chans", "in_planes",
@@ -393,6 +393,63 @@ def _may_have_bias(cls: type) -> bool:
     src = "".join(sources)
     names = "|".join(_BIAS)
     return re.search(rf"\bself\.({names})\s*(:[^=]*)?=[^=]|setattr\(\s*self\s*,\s*['\"]({names})['\"]", src) is not None
+
+
+# --- torch tensors ---------------------------------------------------------------------------------
+
+def uses_torch(fn: Any, _seen: set[int] | None = None) -> bool:
+    """Whether ``fn`` (a function or class) is written against torch tensors: its source uses a
+    torch module or function of its module's globals (``torch.zeros``, ``F.conv2d``, ``conv2d(``
+    imported from torch), or a function or class of its own module that does (``conv2d_unfold(``,
+    ``MyConvFunction.apply(``), and no NumPy module or function, and it does not convert arrays
+    itself (``torch.from_numpy``)."""
+    seen = set() if _seen is None else _seen
+    seen.add(id(fn))
+    src = _source(fn)
+    module = inspect.getmodule(fn)
+    g = getattr(fn, "__globals__", None) or (vars(module) if module is not None else None)
+    if not src or not isinstance(g, dict) or "from_numpy(" in src:
+        return False
+    calls = {n for n in g if re.search(rf"(?<![\w.]){re.escape(n)}\s*[.(]", src)}
+
+    def of(root: str) -> bool:
+        for n in calls:
+            v = g[n]
+            mod = v.__name__ if inspect.ismodule(v) else getattr(v, "__module__", None) if callable(v) else None
+            if isinstance(mod, str) and (mod == root or mod.startswith(root + ".")):
+                return True
+        return False
+
+    if of("numpy"):
+        return False
+    own = getattr(module, "__name__", None)
+    return of("torch") or any(
+        (inspect.isfunction(g[n]) or inspect.isclass(g[n])) and getattr(g[n], "__module__", None) == own
+        and id(g[n]) not in seen and uses_torch(g[n], seen) for n in calls)
+
+
+class TensorArgs:
+    """``prepare``/``to_numpy`` of an implementation written against (CPU) torch tensors: the
+    inputs as tensors sharing the arrays' memory and strides (so a change in place shows, and a
+    non-contiguous input stays one), results back to NumPy."""
+
+    def prepare(self, *arrays: np.ndarray | None) -> tuple[Any, ...]:
+        import torch
+
+        return tuple(None if a is None else torch.from_numpy(a if min(a.strides, default=0) >= 0
+                                                             else np.ascontiguousarray(a)) for a in arrays)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def zeros_like_bias(n: int, w: Any) -> Any:
+    """Zeros standing in for a missing bias, of ``w``'s kind (array or tensor) and dtype."""
+    if isinstance(w, np.ndarray):
+        return np.zeros(n, dtype=w.dtype)
+    import torch
+
+    return torch.zeros(n, dtype=w.dtype, device=w.device)
 
 
 # --- torch.nn.Module -------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ from typing import Any, Callable
 import numpy as np
 
 from convbench._adapt_cache import CacheImpl, adapt_cache, dict_param, static_forward
-from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TorchModuleImpl, _source, adapt_layer,
-                                    adapt_torch_module, pair_only)
+from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TensorArgs, TorchModuleImpl, _source,
+                                    adapt_layer, adapt_torch_module, pair_only, uses_torch, zeros_like_bias)
 from convbench.ops import OpParams
 from convbench.registry import Implementation
 
-__all__ = ["adapt", "infer_op", "FunctionImpl", "CacheImpl", "LayerImpl", "TorchModuleImpl", "DataHolder",
-           "adapt_layer", "adapt_torch_module"]
+__all__ = ["adapt", "infer_op", "FunctionImpl", "TorchFunctionImpl", "CacheImpl", "LayerImpl", "TorchModuleImpl",
+           "DataHolder", "adapt_layer", "adapt_torch_module"]
 
 # keyword names a function may use for each hyperparameter, first match wins
 _ALIASES = {
@@ -84,6 +84,9 @@ class FunctionImpl(Implementation):
         return why
 
     def forward(self, p: OpParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> Any:
+        return self._call(p, x, w, b)
+
+    def _call(self, p: OpParams, x: Any, w: Any, b: Any) -> Any:
         kw = self._kwargs(p)
         try:
             if self.takes_bias:
@@ -97,6 +100,30 @@ class FunctionImpl(Implementation):
             name = getattr(self.fn, "__name__", "f")
             exc.__notes__ = [*getattr(exc, "__notes__", []), f"called as {name}({', '.join(args)})"]
             raise
+
+
+class TorchFunctionImpl(TensorArgs, FunctionImpl):
+    """A forward function written against torch tensors (:func:`~convbench._adapt_layer.uses_torch`):
+    given CPU tensors, run under ``torch.no_grad()`` forward; backward through autograd, from
+    ``x``, ``w`` (and a zero bias) made leaves that require a gradient."""
+
+    def forward(self, p: OpParams, x: Any, w: Any, b: Any = None) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return self._call(p, x, w, b)
+
+    def backward(self, p: OpParams, dy: Any, x: Any, w: Any) -> tuple[Any, ...]:
+        xt, wt = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+        bt = zeros_like_bias(p.o, w).requires_grad_(True) if p.bias and self.takes_bias else None
+        y = self._call(p, xt, wt, bt)
+        if getattr(y, "grad_fn", None) is None:
+            name = getattr(self.fn, "__name__", "f")
+            raise TypeError(f"{name}'s output carries no autograd graph (computed under torch.no_grad, through "
+                            ".numpy() or by a kernel without a backward), so its gradients cannot be checked; "
+                            "give it one with torch.autograd.Function")
+        y.backward(dy)
+        return xt.grad, wt.grad, (bt.grad if bt is not None else None)
 
 
 def _reads_pairs(src: str, names: list[str]) -> bool:
@@ -162,6 +189,11 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
     hyper = {k: kwnames[k] for k in ("stride", "padding", "dilation") if k in kwnames}
     only = frozenset() if op == "conv1d" else pair_only(fn, hyper)
     pairs = op == "conv1d" or not src or bool(only) or _reads_pairs(src, list(hyper.values()))
+    if uses_torch(fn):
+        return TorchFunctionImpl(fn, kwnames, takes_bias, pairs, only), {
+            "op": op, "backend": "torch", "directions": {"forward", "backward"}, "features": features,
+            "description": f"function {fn.__module__}.{fn.__qualname__}{sig} on torch tensors, "
+                           "backward through autograd"}
     return FunctionImpl(fn, kwnames, takes_bias, pairs, only), {
         "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
         "description": f"function {fn.__module__}.{fn.__qualname__}{sig}"}

@@ -557,3 +557,64 @@ def test_convbench_check_on_a_cs231n_file(obj, rc):
                         f"{CS231N}:{obj}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
     assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
+
+
+# --- functions written against torch tensors -------------------------------------------------------
+
+TORCH_CONVS = ROOT / "tests" / "seed_layers" / "torch_convs.py"
+import torch_convs as tc  # noqa: E402
+
+from convbench._adapt_cache import TorchCacheImpl  # noqa: E402
+from convbench._adapt_layer import uses_torch  # noqa: E402
+from convbench.adapters import FunctionImpl, TorchFunctionImpl  # noqa: E402
+
+
+@pytest.mark.parametrize(("obj", "op"), [(tc.conv2d_unfold, "conv2d"), (tc.conv2d_imported, "conv2d"),
+                                         (tc.conv1d_unfold, "conv1d"), (tc.Conv, "conv2d")])
+def test_torch_functions_are_given_tensors_and_checked_backward_through_autograd(obj, op):
+    impl = load_impl(obj, op=op)
+    assert isinstance(impl, (TorchFunctionImpl, TorchCacheImpl)) and impl.info.backend == "torch"
+    assert impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl, get_suite("edge", op))
+    ok = {"passed", "unsupported"}
+    assert st == ok, [r["message"] for r in recs if r["status"] not in ok][:3]
+    assert {"forward", "grad_input", "grad_weight", "grad_bias"} <= {r["direction"] for r in recs
+                                                                     if r["status"] == "passed"}
+
+
+@pytest.mark.parametrize(("fn", "direction", "status", "needle", "where"), [
+    (tc.conv2d_loses_grad_weight, "grad_weight", "failed", "grad_weight", {"grad_weight", "backward"}),
+    (tc.conv2d_detached, "grad_input", "error", "output carries no autograd graph",
+     {"grad_input", "grad_weight", "grad_bias", "backward"}),
+    # only where x is not contiguous: the layout check, of either direction
+    (tc.conv2d_views, "forward", "error", "view size is not compatible", {"forward", "backward"}),
+])
+def test_torch_functions_with_mistakes_fail_where_the_mistake_is(fn, direction, status, needle, where):
+    recs, _ = _statuses(load_impl(fn, op="conv2d"), [c for c in EDGE if c.id in ("basic.3x3", "stride.remainder")])
+    bad = [r for r in recs if r["status"] not in ("passed", "unsupported")]
+    assert bad and any(r["direction"] == direction and r["status"] == status and needle in r["message"]
+                       for r in bad), [(r["direction"], r["status"], r["message"][:150]) for r in bad][:4]
+    assert {r["direction"] for r in bad} <= where
+    if fn is tc.conv2d_views:
+        assert {r["check"] for r in bad} == {"layout"}
+
+
+def test_uses_torch_reads_the_globals_the_source_calls():
+    assert uses_torch(tc.conv2d_unfold) and uses_torch(tc.conv2d_imported) and uses_torch(tc.Conv.forward)
+    assert not uses_torch(_ints_only) and not uses_torch(cs.conv_forward_naive)
+
+    def converts(x, w, b=None, stride=1, padding=0):  # takes arrays, converts them itself
+        return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+
+    def both(x, w, b=None, stride=1, padding=0):  # NumPy too: arrays, as before
+        return np.asarray(torch.nn.functional.conv2d(torch.as_tensor(x), torch.as_tensor(w)))
+
+    assert not uses_torch(converts) and not uses_torch(both)
+    impl = load_impl(converts, op="conv2d")
+    assert type(impl) is FunctionImpl and impl.info.directions == frozenset({"forward"})
+
+
+def test_convbench_check_on_a_torch_function_file():
+    r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl",
+                        f"{TORCH_CONVS}:conv2d_unfold"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK:" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
