@@ -130,7 +130,7 @@ def _reads_pairs(src: str, names: list[str]) -> bool:
     """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
     pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or one
     call on it (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) // stride
-    + 1, ...``, which is arithmetic on an int) or hands it to a ``*pair*``/``*tuple*`` helper;
+    + 1, ...`` or ``sh, sw = stride, stride``, which use an int) or hands it to a ``*pair*``/``*tuple*`` helper;
     the layer classes' rule (``_PAIR_SRC``), by the function's own argument names."""
     if _PAIR_SRC.search(src):
         return True
@@ -138,7 +138,7 @@ def _reads_pairs(src: str, names: list[str]) -> bool:
         return False
     alt = "|".join(re.escape(n) for n in names)
     return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
-                          rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*)?({alt})\s*(,[^()]*)?\)?\s*(#.*)?$|"
+                          rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*({alt})\s*(,[^()]*)?\)|({alt}))\s*(#.*)?$|"
                           rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
 
 

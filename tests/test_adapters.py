@@ -138,6 +138,12 @@ def _ints_cs231n(x, w, b=None, stride=1, pad=0):
     return y
 
 
+def _ints_duplicated(x, w, b=None, stride=1, pad=0):
+    sh, sw = stride, stride  # one int for both axes
+    ph, pw = pad, pad
+    return conv_forward(x, w, b, (sh + 0, sw + 0), (ph + 0, pw + 0))
+
+
 def _unpacks(x, w, b=None, stride=1, pad=0):
     sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
     ph, pw = pad if type(pad) is tuple else (pad, pad)
@@ -174,7 +180,7 @@ PER_AXIS = [conv("nonsquare.stride", n=2, c=2, h=9, w=8, o=2, k=3, stride=(2, 1)
             conv("square", n=1, c=2, h=6, w=6, o=2, kh=3, kw=1, stride=2, padding=1)]
 
 
-@pytest.mark.parametrize("fn", [_ints_only, _ints_cs231n])
+@pytest.mark.parametrize("fn", [_ints_only, _ints_cs231n, _ints_duplicated])
 def test_a_function_that_takes_ints_only_is_unsupported_on_per_axis_cases(fn):
     # as layer classes are: an int-only function is not failed for a pair it was never written for
     recs = run_checks([load_impl(fn, op="conv2d")], PER_AXIS, checks=["shape", "random"])
