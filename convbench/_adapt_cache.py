@@ -75,7 +75,7 @@ def _handed_on(src: str, name: str) -> bool:
     not ``cache = (x, w, b, conv_param)``)."""
     try:
         tree = ast.parse(textwrap.dedent(src))
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # a fragment (a lambda inside a call), a null byte
         return False
     return any(isinstance(node, ast.Call) and any(isinstance(a, ast.Name) and a.id == name
                                                    for a in [*node.args, *(k.value for k in node.keywords)])

@@ -139,7 +139,7 @@ def pair_only(fn: Any, names: dict[str, str], src: str | None = None) -> frozens
            if arg in params and isinstance(params[arg].default, (tuple, list))}
     try:
         tree = ast.parse(textwrap.dedent(_source(fn) if src is None else src))
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # a fragment (a lambda inside a call), a null byte
         return frozenset(out)
     if any(isinstance(node, ast.Try) for node in ast.walk(tree)):
         return frozenset(out)
@@ -412,13 +412,15 @@ def uses_torch(fn: Any, _seen: set[int] | None = None) -> bool:
         return False
     calls = {n for n in g if re.search(rf"(?<![\w.]){re.escape(n)}\s*[.(]", src)}
 
+    def module_of(v: Any) -> Any:
+        try:
+            return v.__name__ if inspect.ismodule(v) else getattr(v, "__module__", None) if callable(v) else None
+        except Exception:  # a lazy or proxy global that raises on attribute access
+            return None
+
     def of(root: str) -> bool:
-        for n in calls:
-            v = g[n]
-            mod = v.__name__ if inspect.ismodule(v) else getattr(v, "__module__", None) if callable(v) else None
-            if isinstance(mod, str) and (mod == root or mod.startswith(root + ".")):
-                return True
-        return False
+        return any(isinstance(m, str) and (m == root or m.startswith(root + "."))
+                   for m in (module_of(g[n]) for n in calls))
 
     if of("numpy"):
         return False

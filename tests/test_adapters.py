@@ -624,3 +624,13 @@ def test_convbench_check_on_a_torch_function_file():
     r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl",
                         f"{TORCH_CONVS}:conv2d_unfold"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK:" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_reading_a_source_never_trips_on_odd_globals(tmp_path):
+    f = tmp_path / "odd.py"
+    f.write_text("import torch\n\n\nclass _Proxy:\n    def __getattribute__(self, k):\n        raise RuntimeError('lazy')\n\n"
+                 "    def __call__(self):\n        pass\n\n\nlazy = _Proxy()\n\n\n"
+                 "def conv2d(x, w, b=None, stride=1, padding=0):\n    lazy()\n"
+                 "    return torch.nn.functional.conv2d(x, w, b, stride, padding)\n")
+    impl = load_impl(f"{f}:conv2d", op="conv2d")
+    assert isinstance(impl, TorchFunctionImpl)
