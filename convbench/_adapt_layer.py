@@ -11,7 +11,7 @@ import ast
 import inspect
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ _CONV_CTOR = {
     "dilation": ("dilation", "dilations"),
     "groups": ("groups", "group"),
     "bias": ("bias", "use_bias", "has_bias", "with_bias"),
+    # the arrays themselves, where the constructor takes them (Convolution(W, b, stride, pad))
+    "weight": ("W", "weight", "weights", "w"),
+    "bias_array": ("b", "B", "biases"),
 }
 _POOL_CTOR = {
     "kernel_size": ("kernel_size", "pool_size", "pool", "size", "kernel", "k", "ksize", "window", "window_size",
@@ -43,6 +46,9 @@ _POOL_CTOR = {
     "ceil_mode": ("ceil_mode", "ceil"),
     "count_include_pad": ("count_include_pad", "include_pad"),
     "divisor_override": ("divisor_override",),
+    # one size per axis (Pooling(pool_h, pool_w, stride, pad))
+    "kernel_h": ("pool_h", "pool_height", "kernel_h", "kh"),
+    "kernel_w": ("pool_w", "pool_width", "kernel_w", "kw"),
 }
 _WEIGHT = ("W", "weight", "weights", "w", "kernel", "filters", "K")
 _BIAS = ("b", "bias", "biases", "B")
@@ -65,6 +71,8 @@ class LayerKind:
     enables: dict[str, frozenset[str]]
     #: features every layer of this kind supports
     base: frozenset[str]
+    #: required key -> the keys that stand in for it (the weight array for the channels and kernel)
+    instead: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _CONV_ENABLES = {"padding": frozenset({"padding", "padding_same"}), "stride": frozenset({"stride"}),
@@ -76,12 +84,13 @@ _POOL_ENABLES = {"stride": frozenset({"stride", "overlapping"}), "padding": froz
 _CONV_ORDER = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
 _KINDS = {
     op: LayerKind(op, _CONV_CTOR, _CONV_ORDER, ("in_channels", "out_channels", "kernel_size"), True,
-                  _CONV_ENABLES, frozenset({"bias", "no_bias", "padding_valid"}))
+                  _CONV_ENABLES, frozenset({"bias", "no_bias", "padding_valid"}),
+                  {"in_channels": ("weight",), "out_channels": ("weight",), "kernel_size": ("weight",)})
     for op in ("conv2d", "conv1d")
 }
 _KINDS.update({
     op: LayerKind(op, _POOL_CTOR, ("kernel_size", "stride", "padding"), ("kernel_size",), False,
-                  _POOL_ENABLES, frozenset())
+                  _POOL_ENABLES, frozenset(), {"kernel_size": ("kernel_h", "kernel_w")})
     for op in ("max_pool2d", "avg_pool2d")
 })
 
@@ -191,12 +200,15 @@ def _ctor_map(cls: type, kind: LayerKind) -> dict[str, str]:
             raise TypeError(f"{cls.__name__}{sig}: cannot tell what required argument {q.name!r} is")
         mapping[rest.pop(0)] = q.name
     for need in kind.required:
-        if need not in mapping:
+        if need not in mapping and not (need in kind.instead and all(k in mapping for k in kind.instead[need])):
             from convbench.adapters import infer_op
 
             named_op = infer_op(cls)
             hint = (f"; its name says {named_op}: pass op={named_op!r} (command line: --op {named_op})"
                     if named_op != kind.op else "")
+            if not hint and "pool" in cls.__name__.lower() and not kind.op.endswith("pool2d"):
+                hint = ("; its name says pooling: pass op='max_pool2d' or op='avg_pool2d' (command line: "
+                        "--op max_pool2d or --op avg_pool2d)")
             raise TypeError(f"{cls.__name__}{sig} does not look like a {kind.op} layer constructor: "
                             f"no {need}{hint}")
     return mapping
@@ -249,7 +261,7 @@ def _values(p: OpParams, op: str, arg: Any, torch: bool) -> dict[str, Any]:
                 "padding": p.padding if torch else p.pads[0], "dilation": p.dilation, "groups": p.groups,
                 "bias": p.bias}
     v = {"kernel_size": arg("kernel_size", (p.kh, p.kw)), "stride": arg("stride", p.stride),
-         "padding": arg("padding", p.padding), "ceil_mode": p.ceil_mode}
+         "padding": arg("padding", p.padding), "ceil_mode": p.ceil_mode, "kernel_h": p.kh, "kernel_w": p.kw}
     if op == "max_pool2d":
         v["dilation"] = arg("dilation", p.dilation)
     else:
@@ -289,6 +301,9 @@ class LayerImpl(Implementation):
 
     def _build(self, p: OpParams, w: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
         values = _values(p, self.op, self._arg, torch=False)
+        if self.kind.has_weights:  # for a constructor that takes the arrays themselves
+            values["weight"] = w.copy()
+            values["bias_array"] = b.copy() if b is not None else np.zeros(p.o, w.dtype)
         layer = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
         if not self.kind.has_weights:
             return layer
@@ -374,7 +389,7 @@ def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
     pairs = op != "conv1d" and (bool(only) or bool(_PAIR_SRC.search(_source(cls))))
     directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
     features = _features(kind, ctor, pairs)
-    if kind.has_weights and "bias" not in ctor and not _may_have_bias(cls):
+    if kind.has_weights and not {"bias", "bias_array"} & set(ctor) and not _may_have_bias(cls):
         features -= {"bias"}  # a conv without bias (one followed by batch norm): the no-bias cases only
     return LayerImpl(cls, ctor, pairs, op, only), {
         "op": op, "backend": "numpy", "directions": directions, "features": features,
@@ -392,7 +407,9 @@ def _may_have_bias(cls: type) -> bool:
         return True
     src = "".join(sources)
     names = "|".join(_BIAS)
-    return re.search(rf"\bself\.({names})\s*(:[^=]*)?=[^=]|setattr\(\s*self\s*,\s*['\"]({names})['\"]", src) is not None
+    # self.b = ..., self.b: T = ..., or a target among others (self.W, self.b = W, b)
+    return re.search(rf"\bself\.({names})\s*(,|:[^=]*=|=(?!=))|setattr\(\s*self\s*,\s*['\"]({names})['\"]",
+                     src) is not None
 
 
 # --- torch tensors ---------------------------------------------------------------------------------

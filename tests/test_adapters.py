@@ -264,7 +264,8 @@ def test_a_layer_without_bias_takes_the_cases_without_bias():
     assert "does not support bias" in next(r["message"] for r in recs if r["case"] == "basic.3x3")
     # one that sets a bias somewhere keeps the cases with bias: in a base class, by setattr, as a class
     # attribute, or where a source cannot be read
-    for cls in (_NoBiasOnSeed, _BiasBySetattr, _BiasClassAttribute, SeedConv, type("Made", (_ConvNoBias,), {})):
+    for cls in (_NoBiasOnSeed, _BiasBySetattr, _BiasClassAttribute, _BiasAmongTargets, SeedConv,
+                type("Made", (_ConvNoBias,), {})):
         assert "bias" in load_impl(cls, op="conv2d").info.features, cls
 
 
@@ -280,6 +281,12 @@ class _BiasBySetattr(_ConvNoBias):
 
 class _BiasClassAttribute(_ConvNoBias):
     bias = None
+
+
+class _BiasAmongTargets(_ConvNoBias):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+        self.b, self.weight = np.zeros(out_channels), self.weight
 
 
 @pytest.mark.parametrize("obj", [_pairs_by_default, _pairs_unpacked, _PairConv, _PairConvUnpacksAttribute])
@@ -634,3 +641,43 @@ def test_reading_a_source_never_trips_on_odd_globals(tmp_path):
                  "    return torch.nn.functional.conv2d(x, w, b, stride, padding)\n")
     impl = load_impl(f"{f}:conv2d", op="conv2d")
     assert isinstance(impl, TorchFunctionImpl)
+
+
+# --- constructors that take the arrays, or the pool size per axis ---------------------------------
+
+ARRAY_CTOR = ROOT / "tests" / "seed_layers" / "array_ctor_layers.py"
+import array_ctor_layers as ac  # noqa: E402
+
+
+@pytest.mark.parametrize(("cls", "op", "unsupported"), [
+    (ac.Convolution, "conv2d", {"nonsquare.stride", "pad.pair", "dilation2", "groups2"}),
+    (ac.Pooling, "max_pool2d", {"ceil.past.edge", "dilation2", "rectangular"}),
+])
+def test_a_constructor_that_takes_the_arrays_or_one_size_per_axis(cls, op, unsupported):
+    impl = load_impl(cls, op=op)
+    assert isinstance(impl, LayerImpl) and impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl, get_suite("edge", op))
+    ok = {"passed", "unsupported"}
+    assert st == ok, [r["message"] for r in recs if r["status"] not in ok][:3]
+    assert unsupported <= {r["case"] for r in recs if r["status"] == "unsupported"}
+    passed = {r["case"] for r in recs if r["status"] == "passed"}
+    assert {"stride.remainder", "batch1.pad1"} <= passed if op == "conv2d" else {"pad.max.k3p1.s2", "overlap.k3s2"} <= passed
+
+
+def test_the_array_constructor_style_mistakes_fail():
+    suite = get_suite("edge", "max_pool2d")
+    recs, _ = _statuses(load_impl(ac.PoolingPadForgotten, op="max_pool2d"), suite)
+    bad = [r for r in recs if r["status"] not in ("passed", "unsupported")]
+    padded = {c.id for c in suite if any(c.params.padding)}
+    taken = {r["case"] for r in recs if r["status"] != "unsupported"}
+    assert bad and {r["case"] for r in bad} == padded & taken  # every padded case it takes, and nothing else
+    assert any(r["direction"] == "forward" and "forward has shape" in r["message"] for r in bad)
+    recs, _ = _statuses(load_impl(ac.PoolingFloat64Grad, op="max_pool2d"), suite)
+    bad = [r for r in recs if r["status"] not in ("passed", "unsupported")]
+    assert bad and {(r["status"], r["check"], r["message"]) for r in bad} == {
+        ("failed", "dtype", "grad_input has dtype float64 for float32 inputs")}
+
+
+def test_a_pooling_class_without_max_or_avg_in_its_name_is_told_to_name_its_operator():
+    with pytest.raises(TypeError, match=r"its name says pooling: pass op='max_pool2d' or op='avg_pool2d'"):
+        adapt(ac.Pooling)
