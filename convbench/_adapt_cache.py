@@ -1,5 +1,9 @@
 """CS231n-style forward/backward functions that hand each other a cache, as implementations.
 
+(The deeplearning.ai assignments' ``conv_forward(A_prev, W, b, hparameters)`` and
+``pool_forward(A_prev, hparameters, mode)`` are the same pattern on channels-last arrays: see
+``_channels_last`` and ``_mode``.)
+
 The courses that follow CS231n write every layer as two functions::
 
     out, cache = conv_forward_naive(x, w, b, conv_param)      # conv_param = {'stride': 1, 'pad': 1}
@@ -36,26 +40,59 @@ __all__ = ["CacheImpl", "TorchCacheImpl", "adapt_cache", "dict_param", "static_f
 _CONV_KEYS = {"stride": ("stride",), "padding": ("pad", "padding"), "dilation": ("dilation",),
               "groups": ("groups",)}
 _POOL_KEYS = {"kernel_size": (("pool_height", "pool_width"), ("pool_h", "pool_w"), "pool_size", "kernel_size",
-                              "size"),
+                              "size", "f"),
               "stride": ("stride",), "padding": ("pad", "padding")}
 # what the CS231n assignments read: taken where the source cannot be read, or for what a forward
 # that hands its dict on to another function does not look up itself
 _CS231N = {"conv2d": {"stride": "stride", "padding": "pad"},
            "pool": {"kernel_size": ("pool_height", "pool_width"), "stride": "stride"}}
-_PARAM_NAME = re.compile(r"(^|_)param(s|eters)?$")
+_PARAM_NAME = re.compile(r"(^|_)(h|hyper_?)?param(s|eters)?$")
+# the modes a pooling forward with a ``mode`` argument may call each operator
+_MODES = {"max_pool2d": ("max", "maximum"), "avg_pool2d": ("average", "avg", "mean")}
 
 
-def dict_param(fn: Any) -> str | None:
-    """The name of ``fn``'s dict of hyperparameters (its last positional parameter, named like
-    ``conv_param``/``pool_param``/``params``, without a default), or None."""
+def _required(fn: Any) -> list[inspect.Parameter]:
+    """``fn``'s positional parameters without a default."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return None
-    pos = [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
-    if len(pos) >= 2 and _PARAM_NAME.search(pos[-1].name) and pos[-1].default is inspect.Parameter.empty:
-        return pos[-1].name
+        return []
+    return [q for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD) and q.default is q.empty]
+
+
+def dict_param(fn: Any) -> str | None:
+    """The name of ``fn``'s dict of hyperparameters (its last positional parameter without a
+    default, named like ``conv_param``/``pool_param``/``params``/``hparameters``), or None."""
+    req = _required(fn)
+    if len(req) >= 2 and _PARAM_NAME.search(req[-1].name):
+        return req[-1].name
     return None
+
+
+def _channels_last(fn: Any, src: str) -> bool:
+    """Whether the forward takes NHWC input, as the deeplearning.ai assignments do
+    (``conv_forward(A_prev, W, b, hparameters)``, ``A_prev`` of shape ``(m, n_H_prev, n_W_prev,
+    n_C_prev)``, ``W`` of ``(f, f, n_C_prev, n_C)``)."""
+    req = _required(fn)
+    return (bool(req) and req[0].name == "A_prev") or re.search(r"\bn_[HWC]_prev\b", src) is not None
+
+
+def _mode(fn: Any, src: str, op: str) -> str | None:
+    """The ``mode`` a pooling function is to be called with (the word its source compares ``mode``
+    to: ``mode == "average"``), None where it takes no ``mode``."""
+    try:
+        if "mode" not in inspect.signature(fn).parameters:
+            return None
+    except (TypeError, ValueError):
+        return None
+    said = re.findall(r"\bmode\s*==\s*['\"](\w+)['\"]|['\"](\w+)['\"]\s*==\s*mode\b", src)
+    words = [a or b for a, b in said]
+    return next((w for w in words if w.lower() in _MODES.get(op, ())), _MODES.get(op, ("max",))[0])
+
+
+def _swap(a: Any, axes: tuple[int, ...]) -> Any:
+    """``a`` with its axes permuted (a view: a NumPy transpose or a torch permute)."""
+    return a.permute(*axes) if hasattr(a, "permute") else a.transpose(axes)
 
 
 def static_forward(cls: Any) -> Callable[..., Any] | None:
@@ -70,28 +107,57 @@ def _keys_read(src: str, pname: str) -> set[str]:
     return set(re.findall(rf"\b{re.escape(pname)}\s*(?:\[\s*|\.get\(\s*)['\"](\w+)['\"]", src))
 
 
-def _handed_on(src: str, name: str) -> bool:
-    """Whether the source passes ``name`` itself to a call (``conv_forward_naive(x, w, b, conv_param)``;
-    not ``cache = (x, w, b, conv_param)``)."""
+def _reads(fn: Any, pname: str, seen: set[int] | None = None) -> tuple[set[str], bool]:
+    """The keys ``fn`` looks up in its argument ``pname``, with those of the functions of its module
+    it hands the dict on to (``pool_forward(A_prev, hparameters)``, ``conv_forward_naive(x, w, b,
+    conv_param)``), followed by their own parameter names; and whether it hands the dict to
+    anything it cannot follow (not ``cache = (x, w, b, conv_param)``, which is no call)."""
+    seen = set() if seen is None else seen
+    seen.add(id(fn))
+    src = _source(fn)
+    read = _keys_read(src, pname)
     try:
         tree = ast.parse(textwrap.dedent(src))
     except (SyntaxError, ValueError):  # a fragment (a lambda inside a call), a null byte
-        return False
-    return any(isinstance(node, ast.Call) and any(isinstance(a, ast.Name) and a.id == name
-                                                   for a in [*node.args, *(k.value for k in node.keywords)])
-               for node in ast.walk(tree))
+        return read, False
+    g = getattr(fn, "__globals__", {})
+    lost = False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        passed = [(i, None) for i, a in enumerate(node.args) if isinstance(a, ast.Name) and a.id == pname]
+        passed += [(None, k.arg) for k in node.keywords if isinstance(k.value, ast.Name) and k.value.id == pname]
+        if not passed:
+            continue
+        callee = None
+        if isinstance(node.func, ast.Name):
+            callee = g.get(node.func.id)
+        elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            callee = getattr(g.get(node.func.value.id), node.func.attr, None)
+        try:
+            params = list(inspect.signature(callee).parameters) if inspect.isfunction(callee) else None
+        except (TypeError, ValueError):
+            params = None
+        for i, kw in passed:
+            name = kw if kw is not None else (params[i] if params is not None and i < len(params) else None)
+            if params is None or name not in params:
+                lost = True  # a C extension, a method of an object, *args
+            elif id(callee) not in seen:
+                more, more_lost = _reads(callee, name, seen)
+                read |= more
+                lost = lost or more_lost
+    return read, lost
 
 
-def _keys(op: str, src: str, pname: str) -> dict[str, Any]:
+def _keys(op: str, fn: Any, pname: str) -> dict[str, Any]:
     """Hyperparameter -> the key (or the (height, width) keys) the functions read it from."""
     table = _CONV_KEYS if op == "conv2d" else _POOL_KEYS
     cs231n = _CS231N["conv2d" if op == "conv2d" else "pool"]
-    if not src:
+    if not _source(fn):
         return dict(cs231n)
-    read = _keys_read(src, pname)
-    # a forward that hands its dict on (Conv.forward -> conv_forward_naive(x, w, b, conv_param))
-    # is taken to hand it to CS231n's keys, for what it does not look up itself
-    hands_on = _handed_on(src, pname)
+    read, lost = _reads(fn, pname)
+    # a dict handed on to what cannot be followed (a C extension, a method of an object) is taken
+    # to be read as CS231n does, for what is not looked up where it can be seen
     found: dict[str, Any] = {}
     for hyper, aliases in table.items():
         for a in aliases:
@@ -99,7 +165,7 @@ def _keys(op: str, src: str, pname: str) -> dict[str, Any]:
                 found[hyper] = a
                 break
         else:
-            if hands_on and hyper in cs231n:
+            if lost and hyper in cs231n:
                 found[hyper] = cs231n[hyper]
     return found
 
@@ -118,9 +184,11 @@ class CacheImpl(Implementation):
     """
 
     def __init__(self, fwd: Callable[..., Any], bwd: Callable[..., Any] | None, op: str, pname: str,
-                 keys: dict[str, Any], takes_bias: bool) -> None:
+                 keys: dict[str, Any], takes_bias: bool, channels_last: bool = False,
+                 mode: str | None = None) -> None:
         self.fwd, self.bwd, self.op, self.pname = fwd, bwd, op, pname
         self.keys, self.takes_bias = keys, takes_bias
+        self.channels_last, self.mode = channels_last, mode
         self.kind = layer_kind(op)
 
     def _param(self, p: OpParams) -> dict[str, Any]:
@@ -157,25 +225,32 @@ class CacheImpl(Implementation):
         return None
 
     def _forward(self, p: OpParams, x: np.ndarray, wb: tuple[np.ndarray | None, ...]) -> tuple[Any, Any]:
-        args: list[Any] = [x]
+        last = self.channels_last
+        args: list[Any] = [_swap(x, (0, 2, 3, 1)) if last else x]
         if self.kind.has_weights:
             w, b = wb
-            args.append(w)
+            args.append(_swap(w, (2, 3, 1, 0)) if last else w)  # (O, C, kh, kw) -> (kh, kw, C, O)
             if self.takes_bias:
-                args.append(b if b is not None else zeros_like_bias(p.o, w))
+                b = b if b is not None else zeros_like_bias(p.o, w)
+                args.append(b.reshape(1, 1, 1, -1) if last else b)
         param = self._param(p)
+        mode = {} if self.mode is None else {"mode": self.mode}
         try:
-            res = self.fwd(*args, param)
+            res = self.fwd(*args, param, **mode)
         except Exception as exc:
-            names = ["x", "w", "b"][:len(args)]
+            names = (["A_prev", "W", "b"] if last else ["x", "w", "b"])[:len(args)]
+            extra = f", mode={self.mode!r}" if mode else ""
             exc.__notes__ = [*getattr(exc, "__notes__", []),
-                             f"called as {_callname(self.fwd)}({', '.join(names)}, {self.pname}={param!r})"]
+                             f"called as {_callname(self.fwd)}({', '.join(names)}, {self.pname}={param!r}{extra})"]
             raise
+        out, cache = res, None
         if isinstance(res, tuple):
             if len(res) != 2:
                 raise TypeError(f"{_callname(self.fwd)} returned a tuple of {len(res)}; expected (out, cache)")
-            return res[0], res[1]
-        return res, None
+            out, cache = res
+        if last and getattr(out, "ndim", 0) == 4:
+            out = _swap(out, (0, 3, 1, 2))
+        return out, cache
 
     def forward(self, p: OpParams, x: np.ndarray, *wb: np.ndarray | None) -> Any:
         return self._forward(p, x, wb)[0]
@@ -188,24 +263,30 @@ class CacheImpl(Implementation):
         if cache is None:
             raise TypeError(f"{_callname(self.fwd)} returned no cache for {_callname(self.bwd)}: "
                             "expected it to return (out, cache)")
+        last = self.channels_last
+        mode = {} if self.mode is None or "mode" not in inspect.signature(self.bwd).parameters else {"mode": self.mode}
         try:
-            res = self.bwd(dy, cache)
+            res = self.bwd(_swap(dy, (0, 2, 3, 1)) if last else dy, cache, **mode)
         except Exception as exc:
             exc.__notes__ = [*getattr(exc, "__notes__", []), f"called as {_callname(self.bwd)}(dout, cache)"]
             raise
+        back = (lambda a: _swap(a, (0, 3, 1, 2)) if getattr(a, "ndim", 0) == 4 else a) if last else (lambda a: a)
         if not self.kind.has_weights:
             if isinstance(res, tuple):
                 if len(res) != 1:
                     raise TypeError(f"{_callname(self.bwd)} returned a tuple of {len(res)}; expected dx")
                 res = res[0]
-            return (res,)
+            return (back(res),)
         want = 3 if self.takes_bias else 2
         if not isinstance(res, tuple) or len(res) != want:
             got = f"a tuple of {len(res)}" if isinstance(res, tuple) else type(res).__name__
             raise TypeError(f"{_callname(self.bwd)} returned {got}; expected "
                             f"{'(dx, dw, db)' if self.takes_bias else '(dx, dw)'}")
-        dx, dw = res[0], res[1]
+        dx, dw = back(res[0]), res[1]
         db = res[2] if self.takes_bias and p.bias else None
+        if last:  # dW (kh, kw, C, O) -> (O, C, kh, kw); db (1, 1, 1, O) -> (O,)
+            dw = _swap(dw, (3, 2, 0, 1)) if getattr(dw, "ndim", 0) == 4 else dw
+            db = db.reshape(-1) if db is not None and getattr(db, "size", 0) == p.o else db
         return dx, dw, db
 
 
@@ -236,15 +317,19 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
         raise TypeError(f"{what} takes a dict of hyperparameters: such forward/backward pairs are adapted for "
                         f"conv2d, max_pool2d and avg_pool2d; got op={op!r}")
     pname = dict_param(fwd)
-    pos = [q for q in inspect.signature(fwd).parameters.values() if q.kind in (q.POSITIONAL_ONLY,
-                                                                               q.POSITIONAL_OR_KEYWORD)]
+    pos = _required(fwd)
     kind = layer_kind(op)
     arity = (3, 4) if kind.has_weights else (2,)
     if len(pos) not in arity:
         expected = "(x, w, b, conv_param) or (x, w, conv_param)" if kind.has_weights else "(x, pool_param)"
-        raise TypeError(f"{what} does not look like a {op} forward: expected {expected}")
+        hint = ""
+        if kind.has_weights and len(pos) == 2 and "pool" in _callname(fwd).lower():
+            hint = ("; its name says pooling: pass op='max_pool2d' or op='avg_pool2d' (command line: "
+                    "--op max_pool2d or --op avg_pool2d)")
+        raise TypeError(f"{what} does not look like a {op} forward: expected {expected}{hint}")
     takes_bias = len(pos) == 4
-    keys = _keys(op, _source(fwd), pname)
+    src = _source(fwd)
+    keys = _keys(op, fwd, pname)
     if not kind.has_weights and "kernel_size" not in keys:
         raise TypeError(f"{what} reads no pool size from {pname} (looked for "
                         f"'pool_height'/'pool_width', 'pool_size', 'kernel_size', 'size')")
@@ -255,11 +340,16 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
     directions = {"forward", "backward"} if bwd is not None else {"forward"}
     pair = f"{_callname(fwd)} / {_callname(bwd)}" if bwd is not None else f"{_callname(fwd)} (no backward beside it)"
     torch = uses_torch(fwd)
-    return (TorchCacheImpl if torch else CacheImpl)(fwd, bwd, op, pname, keys, takes_bias), {
+    last = _channels_last(fwd, src)
+    mode = None if kind.has_weights else _mode(fwd, src, op)
+    impl = (TorchCacheImpl if torch else CacheImpl)(fwd, bwd, op, pname, keys, takes_bias, last, mode)
+    return impl, {
         "op": op, "backend": "torch" if torch else "numpy", "directions": directions,
         "features": frozenset(features),
         "description": f"forward/backward functions {fwd.__module__}: {pair}, hyperparameters in a dict "
-                       f"{pname} with keys {sorted(_flat(keys.values()))}{' on torch tensors' if torch else ''}"}
+                       f"{pname} with keys {sorted(_flat(keys.values()))}"
+                       f"{' on torch tensors' if torch else ''}{', channels last (NHWC)' if last else ''}"
+                       f"{f', mode={mode!r}' if mode else ''}"}
 
 
 def _flat(keys: Any) -> list[str]:

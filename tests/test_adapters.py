@@ -681,3 +681,58 @@ def test_the_array_constructor_style_mistakes_fail():
 def test_a_pooling_class_without_max_or_avg_in_its_name_is_told_to_name_its_operator():
     with pytest.raises(TypeError, match=r"its name says pooling: pass op='max_pool2d' or op='avg_pool2d'"):
         adapt(ac.Pooling)
+
+
+# --- the deeplearning.ai assignments' API: channels last, hparameters ------------------------------
+
+DLAI = ROOT / "tests" / "seed_layers" / "dlai_layers.py"
+import dlai_layers as dl  # noqa: E402
+
+
+@pytest.mark.parametrize(("obj", "op", "mode"), [(dl.conv_forward, "conv2d", None),
+                                                 (dl.pool_forward, "max_pool2d", "max"),
+                                                 (dl.pool_forward, "avg_pool2d", "average")])
+def test_channels_last_layers_are_checked_both_ways(obj, op, mode):
+    impl = load_impl(obj, op=op)
+    assert isinstance(impl, CacheImpl) and impl.channels_last and impl.mode == mode
+    assert impl.info.directions == frozenset({"forward", "backward"})
+    recs, st = _statuses(impl, get_suite("edge", op))
+    ok = {"passed", "unsupported"}
+    assert st == ok, [r["message"] for r in recs if r["status"] not in ok][:3]
+    directions = {"forward", "grad_input"} | ({"grad_weight", "grad_bias"} if op == "conv2d" else set())
+    assert directions <= {r["direction"] for r in recs if r["status"] == "passed"}
+
+
+def test_channels_last_max_pool_with_the_gradient_to_every_tied_maximum_fails_where_maxima_tie():
+    suite = get_suite("edge", "max_pool2d")
+    recs, _ = _statuses(load_impl(dl.pool_forward_tiesall, op="max_pool2d"), suite)
+    bad = [r for r in recs if r["status"] not in ("passed", "unsupported")]
+    assert bad and {(r["status"], r["direction"]) for r in bad} == {("failed", "grad_input")}
+    assert "ties.constant.blocks" in {r["case"] for r in bad}
+    # elsewhere only the exact tier's small integers tie; random values never do
+    assert {r["check"] for r in bad if r["case"] != "ties.constant.blocks"} == {"exact"}
+
+
+class _Extension:
+    def conv(self, x, w, b, conv_param):
+        return conv_forward(x, w, b, conv_param["stride"], conv_param["pad"]), None
+
+
+_ext = _Extension()
+
+
+def _conv_forward_through_an_object(x, w, b, conv_param):
+    return _ext.conv(x, w, b, conv_param)
+
+
+def test_a_dict_handed_on_is_read_where_it_is_used():
+    assert load_impl(dl.pool_forward_tiesall, op="max_pool2d").keys == {"kernel_size": "f", "stride": "stride"}
+    assert load_impl(cs.Conv).keys == {"stride": "stride", "padding": "pad"}
+    assert load_impl(cs.conv_forward_dilated).keys == {"stride": "stride", "padding": "pad", "dilation": "dilation"}
+    # handed to what cannot be followed (here a bound method): read as CS231n reads it
+    assert load_impl(_conv_forward_through_an_object, op="conv2d").keys == {"stride": "stride", "padding": "pad"}
+
+
+def test_a_pooling_function_checked_as_conv2d_is_told_to_name_its_operator():
+    with pytest.raises(TypeError, match=r"its name says pooling: pass op='max_pool2d' or op='avg_pool2d'"):
+        adapt(dl.pool_forward)
