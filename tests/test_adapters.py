@@ -433,20 +433,6 @@ def test_functions_are_conv_only():
         adapt(lambda x, k: x, op="max_pool2d")
 
 
-def _cli(op: str, cls: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--op", op, "--suite", "edge",
-                           "--impl", f"{LAYERS}:{cls}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.parametrize(("op", "cls", "rc"), [
-    ("max_pool2d", "MaxPool2D", 0), ("avg_pool2d", "AveragePool2D", 0), ("conv1d", "Conv1D", 0),
-    ("max_pool2d", "MaxPool2DTiesAll", 1)])
-def test_convbench_check_on_a_course_layer_file(op, cls, rc):
-    r = _cli(op, cls)
-    assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
-    assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
-
-
 # --- CS231n-style forward/backward functions with a cache -----------------------------------------
 
 CS231N = ROOT / "tests" / "seed_layers" / "cs231n_layers.py"
@@ -563,15 +549,6 @@ def test_cs231n_pair_errors_name_what_was_expected():
            "conv_param={'stride': 3, 'pad': 1})" in fwd["message"]
 
 
-@pytest.mark.parametrize(("obj", "rc"), [("conv_forward_naive", 0), ("max_pool_forward_naive", 0),
-                                         ("conv_forward_dwlast", 1)])
-def test_convbench_check_on_a_cs231n_file(obj, rc):
-    r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl",
-                        f"{CS231N}:{obj}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
-    assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
-
-
 # --- functions written against torch tensors -------------------------------------------------------
 
 TORCH_CONVS = ROOT / "tests" / "seed_layers" / "torch_convs.py"
@@ -625,12 +602,6 @@ def test_uses_torch_reads_the_globals_the_source_calls():
     assert not uses_torch(converts) and not uses_torch(both)
     impl = load_impl(converts, op="conv2d")
     assert type(impl) is FunctionImpl and impl.info.directions == frozenset({"forward"})
-
-
-def test_convbench_check_on_a_torch_function_file():
-    r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl",
-                        f"{TORCH_CONVS}:conv2d_unfold"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "OK:" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
 
 
 def test_reading_a_source_never_trips_on_odd_globals(tmp_path):
@@ -736,3 +707,21 @@ def test_a_dict_handed_on_is_read_where_it_is_used():
 def test_a_pooling_function_checked_as_conv2d_is_told_to_name_its_operator():
     with pytest.raises(TypeError, match=r"its name says pooling: pass op='max_pool2d' or op='avg_pool2d'"):
         adapt(dl.pool_forward)
+
+
+# --- one file of each style through the command line ----------------------------------------------
+
+@pytest.mark.parametrize(("path", "obj", "op", "rc"), [
+    (LAYERS, "MaxPool2D", "max_pool2d", 0), (LAYERS, "AveragePool2D", "avg_pool2d", 0), (LAYERS, "Conv1D", "conv1d", 0),
+    (LAYERS, "MaxPool2DTiesAll", "max_pool2d", 1),
+    (CS231N, "conv_forward_naive", None, 0), (CS231N, "max_pool_forward_naive", None, 0),
+    (CS231N, "conv_forward_dwlast", None, 1),
+    (DLAI, "conv_forward", None, 0), (DLAI, "pool_forward", "avg_pool2d", 0),
+    (TORCH_CONVS, "conv2d_unfold", None, 0),
+    (ARRAY_CTOR, "Convolution", None, 0), (ARRAY_CTOR, "PoolingPadForgotten", "max_pool2d", 1),
+])
+def test_convbench_check_on_a_file_of_each_style(path, obj, op, rc):
+    r = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--suite", "edge", "--impl", f"{path}:{obj}",
+                        *(["--op", op] if op else [])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
+    assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
