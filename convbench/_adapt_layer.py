@@ -125,9 +125,10 @@ def _assigned(tree: ast.AST) -> list[tuple[ast.AST, ast.AST]]:
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
+            v = node.value
             for t in node.targets:
-                if isinstance(t, ast.Tuple) and isinstance(node.value, ast.Tuple) and len(t.elts) == len(node.value.elts):
-                    out.extend(zip(t.elts, node.value.elts))
+                if isinstance(t, ast.Tuple) and isinstance(v, ast.Tuple) and len(t.elts) == len(v.elts):
+                    out.extend(zip(t.elts, v.elts))
                 else:
                     out.append((t, node.value))
     return out

@@ -606,7 +606,8 @@ def test_uses_torch_reads_the_globals_the_source_calls():
 
 def test_reading_a_source_never_trips_on_odd_globals(tmp_path):
     f = tmp_path / "odd.py"
-    f.write_text("import torch\n\n\nclass _Proxy:\n    def __getattribute__(self, k):\n        raise RuntimeError('lazy')\n\n"
+    f.write_text("import torch\n\n\nclass _Proxy:\n"
+                 "    def __getattribute__(self, k):\n        raise RuntimeError('lazy')\n\n"
                  "    def __call__(self):\n        pass\n\n\nlazy = _Proxy()\n\n\n"
                  "def conv2d(x, w, b=None, stride=1, padding=0):\n    lazy()\n"
                  "    return torch.nn.functional.conv2d(x, w, b, stride, padding)\n")
@@ -632,7 +633,7 @@ def test_a_constructor_that_takes_the_arrays_or_one_size_per_axis(cls, op, unsup
     assert st == ok, [r["message"] for r in recs if r["status"] not in ok][:3]
     assert unsupported <= {r["case"] for r in recs if r["status"] == "unsupported"}
     passed = {r["case"] for r in recs if r["status"] == "passed"}
-    assert {"stride.remainder", "batch1.pad1"} <= passed if op == "conv2d" else {"pad.max.k3p1.s2", "overlap.k3s2"} <= passed
+    assert ({"stride.remainder", "batch1.pad1"} if op == "conv2d" else {"pad.max.k3p1.s2", "overlap.k3s2"}) <= passed
 
 
 def test_the_array_constructor_style_mistakes_fail():
