@@ -302,8 +302,9 @@ class LayerImpl(Implementation):
 
     def _build(self, p: OpParams, w: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
         values = _values(p, self.op, self._arg, torch=False)
-        if self.kind.has_weights:  # for a constructor that takes the arrays themselves
+        if "weight" in self.ctor:  # a constructor that takes the arrays themselves
             values["weight"] = w.copy()
+        if "bias_array" in self.ctor:
             values["bias_array"] = b.copy() if b is not None else np.zeros(p.o, w.dtype)
         layer = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
         if not self.kind.has_weights:

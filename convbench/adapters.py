@@ -130,8 +130,9 @@ def _reads_pairs(src: str, names: list[str]) -> bool:
     """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
     pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or one
     call on it (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) // stride
-    + 1, ...`` or ``sh, sw = stride, stride``, which use an int) or hands it to a ``*pair*``/``*tuple*`` helper;
-    the layer classes' rule (``_PAIR_SRC``), by the function's own argument names."""
+    + 1, ...`` or ``sh, sw = stride, stride``, which use an int) or hands it to a
+    ``*pair*``/``*tuple*`` helper; the layer classes' rule (``_PAIR_SRC``), by the function's own
+    argument names."""
     if _PAIR_SRC.search(src):
         return True
     if not names:
@@ -222,13 +223,16 @@ def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, An
     ----------
     obj : object
         An :class:`~convbench.registry.Implementation`; a function ``f(x, w, b=None, stride=...,
-        padding=..., dilation=..., groups=...)`` (conv2d, conv1d); a layer class or instance with
+        padding=..., dilation=..., groups=...)`` (conv2d, conv1d), on arrays or, where its source
+        is written against them, torch tensors (backward then through autograd); a layer class or
+        instance with
         ``forward(x)`` and optionally ``backward(dout) -> dx`` (conv: weights in ``W``/``b`` or
         ``weight``/``bias``, gradients left in ``dW``/``db``; pooling: ``MaxPool2D(pool_size,
         stride)``, ``AveragePool2D(...)``); a CS231n-style forward function ``conv_forward(x, w, b,
         conv_param) -> (out, cache)`` / ``max_pool_forward(x, pool_param)`` whose backward
         ``(dout, cache)`` has the same name with ``backward`` (or a class with both as static
-        methods); a ``torch.nn.Module`` class or instance.
+        methods; the deeplearning.ai assignments' channels-last ``conv_forward(A_prev, W, b,
+        hparameters)``); a ``torch.nn.Module`` class or instance.
     op : str, optional
         The operator; None infers it from the object's name (:func:`infer_op`).
 
