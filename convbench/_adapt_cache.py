@@ -1,8 +1,4 @@
-"""CS231n-style forward/backward functions that hand each other a cache, as implementations.
-
-(The deeplearning.ai assignments' ``conv_forward(A_prev, W, b, hparameters)`` and
-``pool_forward(A_prev, hparameters, mode)`` are the same pattern on channels-last arrays: see
-``_channels_last`` and ``_mode``.)
+"""Forward/backward functions that hand each other a cache (CS231n's and deeplearning.ai's style).
 
 The courses that follow CS231n write every layer as two functions::
 
@@ -11,13 +7,16 @@ The courses that follow CS231n write every layer as two functions::
     out, cache = max_pool_forward_naive(x, pool_param)        # {'pool_height': 2, 'pool_width': 2, 'stride': 2}
     dx = max_pool_backward_naive(dout, cache)
 
-The backward is found beside the forward: the name with ``forward`` read as ``backward``, in the
-forward's own module (``conv_forward_im2col`` -> ``conv_backward_im2col``), or the ``backward``
-static method of a class whose static ``forward`` takes the dict (``Conv.forward(x, w, b,
-conv_param)`` / ``Conv.backward(dout, cache)``). Which hyperparameters the functions take is read
-from the keys the forward's source looks up in its dict (and CS231n's for the rest, where it hands
-the dict on to another function); each is one int, so a case that needs an ``(h, w)`` pair of two values, or padding
-that differs between sides, is *unsupported*.
+The deeplearning.ai assignments write the same pattern channels last (``conv_forward(A_prev, W,
+b, hparameters)``, ``pool_forward(A_prev, hparameters, mode="max")``): see ``_channels_last`` and
+``_mode``. The backward is found beside the forward: the name with ``forward`` read as
+``backward``, in the forward's own module (``conv_forward_im2col`` -> ``conv_backward_im2col``),
+or the ``backward`` static method of a class whose static ``forward`` takes the dict
+(``Conv.forward(x, w, b, conv_param)`` / ``Conv.backward(dout, cache)``). Which hyperparameters
+the functions take is read from the keys looked up in the dict, through the functions it is
+handed on to (CS231n's where it goes where it cannot be followed); each is one int, so a case
+that needs an ``(h, w)`` pair of two values, or padding that differs between sides, is
+*unsupported*.
 """
 from __future__ import annotations
 
@@ -42,8 +41,8 @@ _CONV_KEYS = {"stride": ("stride",), "padding": ("pad", "padding"), "dilation": 
 _POOL_KEYS = {"kernel_size": (("pool_height", "pool_width"), ("pool_h", "pool_w"), "pool_size", "kernel_size",
                               "size", "f"),
               "stride": ("stride",), "padding": ("pad", "padding")}
-# what the CS231n assignments read: taken where the source cannot be read, or for what a forward
-# that hands its dict on to another function does not look up itself
+# what the CS231n assignments read: taken where the source cannot be read, or for what is not looked
+# up where it can be seen when the dict goes where it cannot be followed
 _CS231N = {"conv2d": {"stride": "stride", "padding": "pad"},
            "pool": {"kernel_size": ("pool_height", "pool_width"), "stride": "stride"}}
 _PARAM_NAME = re.compile(r"(^|_)(h|hyper_?)?param(s|eters)?$")
@@ -108,8 +107,8 @@ def _keys_read(src: str, pname: str) -> set[str]:
 
 
 def _reads(fn: Any, pname: str, seen: set[int] | None = None) -> tuple[set[str], bool]:
-    """The keys ``fn`` looks up in its argument ``pname``, with those of the functions of its module
-    it hands the dict on to (``pool_forward(A_prev, hparameters)``, ``conv_forward_naive(x, w, b,
+    """The keys ``fn`` looks up in its argument ``pname``, with those of the Python functions it
+    hands the dict on to (``pool_forward(A_prev, hparameters)``, ``conv_forward_naive(x, w, b,
     conv_param)``), followed by their own parameter names; and whether it hands the dict to
     anything it cannot follow (not ``cache = (x, w, b, conv_param)``, which is no call)."""
     seen = set() if seen is None else seen
@@ -181,6 +180,9 @@ class CacheImpl(Implementation):
     The backward direction runs the forward first, for the cache it needs, as a training step
     would: its time includes the forward's. A forward without a bias parameter gets only the cases
     without bias; one with it is given zeros where the case has no bias (adding 0 changes nothing).
+    ``channels_last``: the functions take and return NHWC arrays and ``(kh, kw, C, O)`` weights
+    (transposed views both ways, inside the call); ``mode``: passed to a pooling forward (and
+    backward) that takes one.
     """
 
     def __init__(self, fwd: Callable[..., Any], bwd: Callable[..., Any] | None, op: str, pname: str,
