@@ -180,6 +180,23 @@ def pair_only(fn: Any, names: dict[str, str], src: str | None = None) -> frozens
     return frozenset(out)
 
 
+def _reads_pairs(src: str, names: list[str]) -> bool:
+    """Whether a source treats a hyperparameter as an ``(h, w)`` pair: ``_PAIR_SRC`` (its common
+    names indexed or tested, ``_pair(``), or one of the function's or constructor's own argument
+    ``names`` indexed (``stride[0]``), tested (``isinstance(stride, ...)``), unpacked itself or
+    through one call (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) //
+    stride + 1, ...`` or ``sh, sw = stride, stride``, which use an int) or handed to a
+    ``*pair*``/``*tuple*`` helper."""
+    if _PAIR_SRC.search(src):
+        return True
+    if not names:
+        return False
+    alt = "|".join(re.escape(n) for n in names)
+    return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
+                          rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*({alt})\s*(,[^()]*)?\)|({alt}))\s*(#.*)?$|"
+                          rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
+
+
 def _ctor_map(cls: type, kind: LayerKind) -> dict[str, str]:
     try:
         sig = inspect.signature(cls.__init__)
@@ -388,7 +405,8 @@ def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
     # conv1d has one spatial axis: nothing is rectangular
     only = frozenset() if op == "conv1d" else pair_only(
         cls.__init__, {k: ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor}, _source(cls))
-    pairs = op != "conv1d" and (bool(only) or bool(_PAIR_SRC.search(_source(cls))))
+    names = [ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor]
+    pairs = op != "conv1d" and (bool(only) or _reads_pairs(_source(cls), names))
     directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
     features = _features(kind, ctor, pairs)
     if kind.has_weights and not {"bias", "bias_array"} & set(ctor) and not _may_have_bias(cls):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from convbench._adapt_cache import CacheImpl, adapt_cache, dict_param, static_forward
-from convbench._adapt_layer import (_PAIR_SRC, DataHolder, LayerImpl, TensorArgs, TorchModuleImpl, _source,
+from convbench._adapt_layer import (DataHolder, LayerImpl, TensorArgs, TorchModuleImpl, _reads_pairs, _source,
                                     adapt_layer, adapt_torch_module, pair_only, uses_torch, zeros_like_bias)
 from convbench.ops import OpParams
 from convbench.registry import Implementation
@@ -124,23 +124,6 @@ class TorchFunctionImpl(TensorArgs, FunctionImpl):
                             "give it one with torch.autograd.Function")
         y.backward(dy)
         return xt.grad, wt.grad, (bt.grad if bt is not None else None)
-
-
-def _reads_pairs(src: str, names: list[str]) -> bool:
-    """Whether a function's source treats one of its hyperparameters ``names`` as an ``(h, w)``
-    pair: indexes it (``stride[0]``), tests it (``isinstance(stride, ...)``), unpacks it or one
-    call on it (``sh, sw = stride``, ``sh, sw = pair(stride)``; not ``oh, ow = (h - k) // stride
-    + 1, ...`` or ``sh, sw = stride, stride``, which use an int) or hands it to a
-    ``*pair*``/``*tuple*`` helper; the layer classes' rule (``_PAIR_SRC``), by the function's own
-    argument names."""
-    if _PAIR_SRC.search(src):
-        return True
-    if not names:
-        return False
-    alt = "|".join(re.escape(n) for n in names)
-    return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
-                          rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*({alt})\s*(,[^()]*)?\)|({alt}))\s*(#.*)?$|"
-                          rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
 
 
 def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[str]:

@@ -726,3 +726,32 @@ def test_convbench_check_on_a_file_of_each_style(path, obj, op, rc):
                         *(["--op", op] if op else [])], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == rc, r.stdout[-2000:] + r.stderr[-2000:]
     assert ("OK:" if rc == 0 else "FAILED:") in r.stdout
+
+
+class _KernelShapeIndexed:
+    """Pairs read under its own names only: ``kernel_shape[0]``, ``to_tuple(stride)``."""
+
+    def __init__(self, in_channels, out_channels, kernel_shape, stride=1, padding=0):
+        if type(kernel_shape) is int:
+            self.kh = self.kw = kernel_shape
+        else:
+            self.kh, self.kw = kernel_shape[0], kernel_shape[1]
+        self.stride = to_tuple(stride)
+        self.padding = padding
+        self.W = np.zeros((out_channels, in_channels, self.kh, self.kw))
+        self.b = np.zeros(out_channels)
+
+    def forward(self, x):
+        return conv_forward(x, self.W, self.b, self.stride, self.padding)
+
+
+def to_tuple(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def test_a_layer_reading_pairs_under_its_own_argument_names_gets_its_rectangular_cases():
+    impl = load_impl(_KernelShapeIndexed, op="conv2d")
+    assert impl.pairs and "rectangular" in impl.info.features
+    recs, st = _statuses(impl, [c for c in EDGE if c.id in ("nonsquare.kernel", "nonsquare.stride")], checks=["exact"])
+    assert {(r["case"], r["status"]) for r in recs if r["direction"] == "forward"} == {
+        ("nonsquare.kernel", "passed"), ("nonsquare.stride", "passed")}
