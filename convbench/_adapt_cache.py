@@ -79,14 +79,19 @@ def _channels_last(fn: Any, src: str) -> bool:
 def _mode(fn: Any, src: str, op: str) -> str | None:
     """The ``mode`` a pooling function is to be called with (the word its source compares ``mode``
     to: ``mode == "average"``), None where it takes no ``mode``."""
-    try:
-        if "mode" not in inspect.signature(fn).parameters:
-            return None
-    except (TypeError, ValueError):
+    if not _takes(fn, "mode"):
         return None
     said = re.findall(r"\bmode\s*==\s*['\"](\w+)['\"]|['\"](\w+)['\"]\s*==\s*mode\b", src)
     words = [a or b for a, b in said]
     return next((w for w in words if w.lower() in _MODES.get(op, ())), _MODES.get(op, ("max",))[0])
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether ``fn`` has a parameter ``name``."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _swap(a: Any, axes: tuple[int, ...]) -> Any:
@@ -148,11 +153,12 @@ def _reads(fn: Any, pname: str, seen: set[int] | None = None) -> tuple[set[str],
     return read, lost
 
 
-def _keys(op: str, fn: Any, pname: str) -> dict[str, Any]:
-    """Hyperparameter -> the key (or the (height, width) keys) the functions read it from."""
+def _keys(op: str, fn: Any, src: str, pname: str) -> dict[str, Any]:
+    """Hyperparameter -> the key (or the (height, width) keys) the functions read it from
+    (``src``: ``fn``'s source)."""
     table = _CONV_KEYS if op == "conv2d" else _POOL_KEYS
     cs231n = _CS231N["conv2d" if op == "conv2d" else "pool"]
-    if not _source(fn):
+    if not src:
         return dict(cs231n)
     read, lost = _reads(fn, pname)
     # a dict handed on to what cannot be followed (a C extension, a method of an object) is taken
@@ -191,6 +197,8 @@ class CacheImpl(Implementation):
         self.fwd, self.bwd, self.op, self.pname = fwd, bwd, op, pname
         self.keys, self.takes_bias = keys, takes_bias
         self.channels_last, self.mode = channels_last, mode
+        # the backward gets the mode too where it takes one (read once here, not per timed call)
+        self.bwd_mode = mode is not None and bwd is not None and _takes(bwd, "mode")
         self.kind = layer_kind(op)
 
     def _param(self, p: OpParams) -> dict[str, Any]:
@@ -266,7 +274,7 @@ class CacheImpl(Implementation):
             raise TypeError(f"{_callname(self.fwd)} returned no cache for {_callname(self.bwd)}: "
                             "expected it to return (out, cache)")
         last = self.channels_last
-        mode = {} if self.mode is None or "mode" not in inspect.signature(self.bwd).parameters else {"mode": self.mode}
+        mode = {"mode": self.mode} if self.bwd_mode else {}
         try:
             res = self.bwd(_swap(dy, (0, 2, 3, 1)) if last else dy, cache, **mode)
         except Exception as exc:
@@ -331,7 +339,7 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
         raise TypeError(f"{what} does not look like a {op} forward: expected {expected}{hint}")
     takes_bias = len(pos) == 4
     src = _source(fwd)
-    keys = _keys(op, fwd, pname)
+    keys = _keys(op, fwd, src, pname)
     if not kind.has_weights and "kernel_size" not in keys:
         raise TypeError(f"{what} reads no pool size from {pname} (looked for "
                         f"'pool_height'/'pool_width', 'pool_size', 'kernel_size', 'size')")
