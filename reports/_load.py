@@ -133,10 +133,13 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         row["hostname"] = m.get("hostname")
         row["cpu"] = m.get("cpu")
         row["blas"] = m.get("blas") if not isinstance(m.get("blas"), dict) else _blas_text(m["blas"])
-        peaks = m.get("peak_gflops")
+        # a record's peaks are those of the device it ran on: a GPU's time against the CPU's GEMM
+        # would read as hundreds of % of peak; a GPU record without measured GPU peaks gets none
+        gpu = rec.get("device") == "cuda"
+        peaks = m.get("gpu_peak_gflops" if gpu else "peak_gflops")
         dtype = str(rec.get("dtype") or "float32")
         row["peak_gflops"] = peaks.get(dtype) if isinstance(peaks, dict) else peaks
-        row["peak_gbps"] = m.get("peak_gbps")
+        row["peak_gbps"] = m.get("gpu_peak_gbps" if gpu else "peak_gbps")
         row["_machine"] = m
     elif m is not None:
         row["machine_id"] = row["hostname"] = str(m)
@@ -189,9 +192,15 @@ def machines(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for label, g in frame.groupby("machine", sort=True):
         fp = next((m for m in g.get("_machine", pd.Series(dtype=object)) if isinstance(m, dict)), None)
+        cpu = g[g["device"].fillna("cpu").astype(str) != "cuda"] if "device" in g else g
+        gpu_peaks = (fp or {}).get("gpu_peak_gflops")
         out.append({"machine": label, "machine_id": g["machine_id"].iloc[0], "fingerprint": fp or {},
                     "cpu": _first(g["cpu"]), "blas": _first(g["blas"]),
-                    "peak_gflops": _peaks(g, fp), "peak_gbps": _first(g["peak_gbps"]),
+                    "peak_gflops": _peaks(cpu, fp), "peak_gbps": _first(cpu["peak_gbps"]),
+                    "gpu": (fp or {}).get("gpu"), "gpu_float32_math": (fp or {}).get("gpu_float32_math"),
+                    "gpu_peak_gflops": {str(d): float(v) for d, v in gpu_peaks.items() if isinstance(v, (int, float))}
+                    if isinstance(gpu_peaks, dict) else {},
+                    "gpu_peak_gbps": (fp or {}).get("gpu_peak_gbps"),
                     "records": len(g), "runs": g["run_id"].dropna().nunique()})
     return out
 

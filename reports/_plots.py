@@ -146,32 +146,44 @@ def sweep_figure(cases: pd.DataFrame, dim: str, values: pd.Series, fits: pd.Data
 
 
 def roofline_figure(cases: pd.DataFrame, info: dict[str, Any], colors: dict[str, Any]) -> Figure:
-    """Attained GFLOP/s against arithmetic intensity under the machine's measured roofs."""
+    """Attained GFLOP/s against arithmetic intensity under the machine's measured roofs: the CPU's,
+    and the GPU's where CUDA records and measured GPU peaks exist (each point under its device's)."""
     ok = _ok(cases)
     ok = ok[(ok["intensity"] > 0) & (ok["gflops"] > 0)]
+    on_gpu = ok["device"].astype(str).eq("cuda") if "device" in ok else pd.Series(False, index=ok.index)
     fig = _fig(10.0, 5.4)
     ax = fig.subplots()
     fig.suptitle(f"Roofline — {info['machine']}", fontsize=13)
-    bw = info.get("peak_gbps")
-    peaks = info.get("peak_gflops") or {}
-    ridges = [p / bw for p in peaks.values() if p] if bw else []
+    notes = []
+    roofs = []  # (label prefix, line style, {dtype: GFLOP/s}, GB/s) of each device with records
+    if (~on_gpu).any() or not on_gpu.any():
+        roofs.append(("", {"float32": "-"}, info.get("peak_gflops") or {}, info.get("peak_gbps"), ok[~on_gpu]))
+        if not info.get("peak_gflops"):
+            notes.append("machine peaks not measured: no roof drawn")
+    if on_gpu.any():
+        tf32 = info.get("gpu_float32_math") == "tf32"
+        roofs.append(("GPU ", {"float32": "--"}, info.get("gpu_peak_gflops") or {}, info.get("gpu_peak_gbps"),
+                      ok[on_gpu], " (TF32)" if tf32 else ""))
+        if not info.get("gpu_peak_gflops"):
+            notes.append("GPU peaks not measured: no GPU roof drawn")
+    ridges = [p / bw for _, _, pk, bw, *_ in roofs if bw for p in pk.values() if p]
     lo = min([r / 8 for r in ridges] + list(ok["intensity"].dropna() / 3) or [0.1])
     hi = max([r * 8 for r in ridges] + list(ok["intensity"].dropna() * 3) or [100.0])
     xs = np.geomspace(lo, hi, 200)
-    notes = []
-    shown = {d: v for d, v in peaks.items() if d in set(ok["dtype"])} or peaks  # roofs of the dtypes measured
-    for dtype, peak in sorted(shown.items()):
-        roof = np.minimum(peak, bw * xs) if bw else np.full_like(xs, peak)
-        ax.loglog(xs, roof, "-" if dtype == "float32" else "-.", color="0.2", lw=1.6,
-                  label=f"roof {dtype}: {peak:.0f} GFLOP/s" + (f", {bw:.0f} GB/s" if bw else ""))
-        if bw:
-            ax.axvline(peak / bw, color="0.7", lw=0.8, ls=":")
-            ax.annotate(f"ridge {peak / bw:.3g} FLOP/B", (peak / bw, peak), textcoords="offset points",
-                        xytext=(4, 6), fontsize=8, color="0.35")
-    if not peaks:
-        notes.append("machine peaks not measured: no roof drawn")
-    if bw and not peaks:
-        ax.loglog(xs, bw * xs, "-", color="0.2", lw=1.6, label=f"memory roof {bw:.0f} GB/s")
+    for prefix, styles, peaks, bw, part, *extra in roofs:
+        shown = {d: v for d, v in peaks.items() if d in set(part["dtype"])} or peaks  # roofs of the dtypes measured
+        for dtype, peak in sorted(shown.items()):
+            math = extra[0] if extra and dtype == "float32" else ""
+            roof = np.minimum(peak, bw * xs) if bw else np.full_like(xs, peak)
+            ax.loglog(xs, roof, styles.get(dtype, "-."), color="0.2" if not prefix else "tab:green", lw=1.6,
+                      label=f"{prefix}roof {dtype}{math}: {peak:.0f} GFLOP/s" + (f", {bw:.0f} GB/s" if bw else ""))
+            if bw:
+                ax.axvline(peak / bw, color="0.7", lw=0.8, ls=":")
+                ax.annotate(f"ridge {peak / bw:.3g} FLOP/B", (peak / bw, peak), textcoords="offset points",
+                            xytext=(4, 6), fontsize=8, color="0.35")
+        if bw and not peaks:
+            ax.loglog(xs, bw * xs, "-", color="0.2" if not prefix else "tab:green", lw=1.6,
+                      label=f"{prefix}memory roof {bw:.0f} GB/s")
     for (impl, d), g in ok.groupby(["impl", "direction"]):
         ax.scatter(g["intensity"], g["gflops"], marker=_MARKERS.get(d, "s"), s=42,
                    facecolors=colors[impl] if d == "forward" else "none", edgecolors=colors[impl],

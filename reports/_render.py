@@ -106,13 +106,24 @@ def html_page(title: str, subtitle: str, machines_html: str, sections: list[tupl
             f"<div class='machines'>{machines_html}</div><p>{nav}</p></header>{body}</body></html>\n")
 
 
+def gpu_peaks_text(info: dict[str, Any]) -> str:
+    """``float32 (TF32) 410000.0 GFLOP/s, float64 ...``: the GPU's GEMM peaks of a machine entry."""
+    tf32 = info.get("gpu_float32_math") == "tf32"
+    return ", ".join(f"{d}{' (TF32)' if tf32 and d == 'float32' else ''} {v:.1f} GFLOP/s"
+                     for d, v in sorted((info.get("gpu_peak_gflops") or {}).items()))
+
+
 def machine_card(info: dict[str, Any]) -> str:
     peaks = ", ".join(f"{d} {v:.1f} GFLOP/s" for d, v in sorted((info.get("peak_gflops") or {}).items()))
     items = [("id", info.get("machine_id")), ("CPU", info.get("cpu")), ("BLAS", info.get("blas")),
              ("peak compute", peaks or "not measured"),
-             ("peak bandwidth", f"{info['peak_gbps']:.1f} GB/s" if info.get("peak_gbps") else "not measured"),
-             ("records", f"{info.get('records')} from {info.get('runs')} run(s)")]
-    shown = {"id", "hostname", "cpu", "blas", "peak_gflops", "peak_gbps"}
+             ("peak bandwidth", f"{info['peak_gbps']:.1f} GB/s" if info.get("peak_gbps") else "not measured")]
+    if info.get("gpu_peak_gflops"):
+        items += [("GPU peak compute", gpu_peaks_text(info)),
+                  ("GPU peak bandwidth", f"{info['gpu_peak_gbps']:.1f} GB/s" if info.get("gpu_peak_gbps") else "not measured")]
+    items.append(("records", f"{info.get('records')} from {info.get('runs')} run(s)"))
+    shown = {"id", "hostname", "cpu", "blas", "peak_gflops", "peak_gbps", "gpu_peak_gflops", "gpu_peak_gbps",
+             "gpu_float32_math"}
     for k, v in sorted((info.get("fingerprint") or {}).items()):
         if k not in shown and v not in (None, "", {}, []):
             items.append((k, v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items())))

@@ -13,7 +13,7 @@ import pandas as pd
 from reports import _format as F
 from reports import _plots as P
 from reports._load import machines, sweep_of
-from reports._render import html_page, html_table, machine_card, md_escape, md_table, png_data_uri, rich_tables_text
+from reports._render import gpu_peaks_text, html_page, html_table, machine_card, md_escape, md_table, png_data_uri, rich_tables_text
 from reports._scaling import cliff_sentences, cliffs, scaling_table
 from reports._tables import case_table, check_table, impl_table
 
@@ -121,10 +121,14 @@ def _markdown(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]], out_di
     parts = ["# convbench report\n", _subtitle(a) + "\n"]
     parts += [f"> {md_escape(n)}\n" for n in a.notes]
     parts.append("## Machines\n")
+    gpus = any(i.get("gpu_peak_gflops") for i in a.machines)
     parts.append(md_table(pd.DataFrame([{
         "machine": i["machine"], "id": i["machine_id"], "CPU": i["cpu"] or "", "BLAS": i["blas"] or "",
         "peak GFLOP/s": ", ".join(f"{d} {v:.1f}" for d, v in sorted(i["peak_gflops"].items())),
-        "peak GB/s": F.fmt_num(i["peak_gbps"]), "records": i["records"]} for i in a.machines])))
+        "peak GB/s": F.fmt_num(i["peak_gbps"]),
+        **({"GPU": i.get("gpu") or "", "GPU peak": gpu_peaks_text(i).replace(" GFLOP/s", ""),
+            "GPU GB/s": F.fmt_num(i.get("gpu_peak_gbps"))} if gpus else {}),
+        "records": i["records"]} for i in a.machines])))
     parts += ["## Implementations\n", md_table(F.display_impls(a.impls))]
     parts.append("## Overview (median time, speedup, ★ fastest)\n")
     for op, wide in F.overviews(a.cases):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 
 from convbench.measure import machine
@@ -102,3 +103,69 @@ def test_fingerprint_id_is_the_same_for_the_first_and_later_calls_of_a_process()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     a, b = out.stdout.split()
     assert a == b
+
+
+def test_gpu_peaks_are_empty_without_a_cuda_device(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert machine.gpu_peaks() == {}
+    pk = {"peak_gflops": {"float32": 1.0}, "peak_gbps": 1.0}
+    assert not any(k.startswith("gpu_") for k in machine.machine_record(machine.fingerprint(), pk))
+
+
+def test_gpu_float32_peak_is_measured_in_the_arithmetic_cudnn_may_use(monkeypatch):
+    """The float32 GEMM runs with TF32 exactly when cuDNN may use it (a TF32 convolution's ceiling
+    is the TF32 rate); float64 never; the user's matmul flag is left as it was. The device-side
+    logic, here with a fake device: CUDA's Event timing is replaced by a fixed time per call."""
+    import torch
+
+    seen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(machine, "_cuda_best_of",
+                        lambda fn, seconds: seen.append(torch.backends.cuda.matmul.allow_tf32) or 0.5)
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: torch.zeros(a, dtype=k["dtype"]))
+    monkeypatch.setattr(torch, "ones", lambda n, **k: torch.zeros(n))
+    monkeypatch.setattr(torch, "Generator", lambda **k: types.SimpleNamespace(manual_seed=lambda s: None))
+    old = torch.backends.cuda.matmul.allow_tf32  # a property of torch's, not patchable
+    torch.backends.cuda.matmul.allow_tf32 = True  # the user's setting, to be left as it was
+    try:
+        _check_gpu_peaks(monkeypatch, seen)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _check_gpu_peaks(monkeypatch, seen):
+    import torch
+
+    for cudnn_tf32 in (True, False):
+        seen.clear()
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn_tf32)
+        pk = machine.gpu_peaks(n=8, copy_bytes=64)
+        assert seen[:2] == [cudnn_tf32, False]  # float32, then float64
+        assert pk["gpu_float32_math"] == ("tf32" if cudnn_tf32 else "float32")
+        assert pk["gpu_peak_gflops"] == {"float32": round(2 * 8**3 / 0.5 / 1e9, 2), "float64": round(2 * 8**3 / 0.5 / 1e9, 2)}
+        assert pk["gpu_peak_gbps"] == round(2 * 64 / 0.5 / 1e9, 2)
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    fp = {"id": "000000000000", "hostname": "h", "cpu": "c", "blas": [], "gpu": "Fake GPU"}
+    rec = machine.machine_record(fp, {"peak_gflops": {"float32": 1.0}, **pk})
+    assert rec["gpu_peak_gflops"] == pk["gpu_peak_gflops"] and rec["gpu_float32_math"] == "float32"
+    text = machine.describe(fp, {"peak_gflops": {}, **pk})
+    assert "GPU GEMM" in text
+
+
+def test_gpu_machine_id_follows_cudnn_tf32_and_cpu_ids_do_not_change():
+    fp = machine.fingerprint()
+    cpu_only = dict(fp, gpu=None, tf32_cudnn=True)
+    assert machine._hash(cpu_only) == machine._hash(dict(cpu_only, tf32_cudnn=False))
+    gpu = dict(fp, gpu="Fake GPU")
+    assert machine._hash(dict(gpu, tf32_cudnn=True)) != machine._hash(dict(gpu, tf32_cudnn=False))
+
+
+def test_device_peak_by_device():
+    m = {"peak_gflops": {"float32": 10.0}, "gpu_peak_gflops": {"float32": 400.0}}
+    assert machine.device_peak(m, "cpu", "float32") == 10.0
+    assert machine.device_peak(m, "cuda", "float32") == 400.0
+    assert machine.device_peak(m, "cuda", "float64") is None
+    assert machine.device_peak({"peak_gflops": {"float32": 10.0}}, "cuda", "float32") is None
+    assert machine.device_peak(m, "mps", "float32") is None

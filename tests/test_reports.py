@@ -50,6 +50,50 @@ def test_load_flattens_machine_and_derives_rates(tmp_path):
     assert ok["param_kh"] == 3 and ok["param_c"] == 3
 
 
+def _gpu_records(gpu_peaks: bool):
+    """torch_cpu and a measured torch_cuda on one machine that has a GPU (its peaks measured or not)."""
+    m = dict(bench_records(impls=("torch_cpu",))[0]["machine"], gpu="Fake GPU")
+    if gpu_peaks:
+        m.update(gpu_peak_gflops={"float32": 4000.0, "float64": 2000.0}, gpu_peak_gbps=2000.0, gpu_float32_math="tf32")
+    recs = []
+    for r in bench_records(cases=QUICK[:2], impls=("torch_cpu",)):
+        r = dict(r, machine=m)
+        if r["impl"] == "torch_cuda":  # the fakes' CUDA rows are skips: here it ran, 10x torch_cpu
+            r.update(status="ok", reason=None, t_median_s=r["flops"] / 300e9, t_min_s=r["flops"] / 300e9,
+                     t_iqr_s=0.0, samples=[r["flops"] / 300e9])
+        recs.append(r)
+    return recs[::-1]  # GPU rows first: a machine's CPU figures must not be read off them
+
+
+@pytest.mark.parametrize("gpu_peaks", [True, False])
+def test_a_gpu_record_is_held_to_the_gpu_peaks(tmp_path, gpu_peaks):
+    """% of peak and the roofs are the device's own: a GPU's GFLOP/s over the CPU's GEMM peak read
+    as 241 % on an H200; a GPU record without measured GPU peaks gets no % at all."""
+    f = reports.load([write_jsonl(tmp_path / "b.jsonl", _gpu_records(gpu_peaks))])
+    ok = f[f["status"] == "ok"]
+    cpu, gpu = ok[ok["device"] == "cpu"], ok[ok["device"] == "cuda"]
+    assert len(cpu) and len(gpu) and (gpu["gflops"] > 100.0).all()  # above the CPU's 100 GFLOP/s peak
+    assert (cpu["peak_gflops"] == 100.0).all() and cpu["pct_peak"].notna().all()
+    if gpu_peaks:
+        assert (gpu["peak_gflops"] == 4000.0).all() and (gpu["peak_gbps"] == 2000.0).all()
+        assert gpu["pct_peak"].to_numpy() == pytest.approx(100 * gpu["gflops"].to_numpy() / 4000.0)
+    else:
+        assert gpu["peak_gflops"].isna().all() and gpu["pct_peak"].isna().all()
+    (info,) = reports._load.machines(f)
+    assert info["peak_gflops"] == {"float32": 100.0, "float64": 50.0} and info["peak_gbps"] == 20.0
+    assert info["gpu_peak_gflops"] == ({"float32": 4000.0, "float64": 2000.0} if gpu_peaks else {})
+    paths = reports.write_report(f, tmp_path / "r", formats=["md", "html"])
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert ("float32 (TF32) 4000.0" in md and "GPU peak compute" in page) == gpu_peaks
+    fig = reports._plots.roofline_figure(f[f["machine"] == "alpha"].assign(speedup=1.0), info,
+                                         reports._plots.impl_colors(list(f["impl"])))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("roof float32: 100 GFLOP/s") for t in labels)
+    assert any(t.startswith("GPU roof float32 (TF32): 4000 GFLOP/s") for t in labels) == gpu_peaks
+    notes = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert ("GPU peaks not measured" in notes) == (not gpu_peaks)
+
+
 def test_load_tolerates_sparse_records(tmp_path):
     p = write_jsonl(tmp_path / "b.jsonl", [{"impl": "x", "case": "c1", "t_median_s": 0.5}, {"impl": "y"}])
     f = reports.load([p])

@@ -2,8 +2,10 @@
 
 Peaks are measured, not looked up: a large GEMM per dtype (what the BLAS really delivers on this
 machine with these threads) and a large memory copy (the bandwidth a memory-bound kernel can hope
-for). Results carry "% of peak" and arithmetic intensity against these numbers. The peaks are
-cached per fingerprint, so a changed BLAS, thread count or library version is measured afresh.
+for); where torch sees a CUDA device, the same two on the GPU. Results carry "% of peak" and
+arithmetic intensity against these numbers, a CUDA implementation's against the GPU's. The peaks
+are cached per fingerprint, so a changed BLAS, thread count, library version, GPU or TF32 setting
+is measured afresh.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "peak_gemm_calls", "describe", "machine_record", "cache_dir"]
+__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls", "describe", "machine_record",
+           "cache_dir"]
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
 #: fingerprint keys that identify a machine configuration (the cache key and the record's id)
@@ -113,6 +116,8 @@ def _hash(fp: dict[str, Any]) -> str:
     # the pools threadpoolctl lists depend on which libraries this process happens to have
     # loaded (scipy brings a second OpenBLAS): identify by the distinct libraries, not the list
     ident["blas"] = sorted({json.dumps(b, sort_keys=True) for b in fp.get("blas") or []})
+    if fp.get("gpu"):  # cuDNN's TF32 setting decides the GPU's float32 peak (no key without a GPU:
+        ident["tf32_cudnn"] = fp.get("tf32_cudnn")  # the ids of CPU-only machines stay as they were)
     key = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -176,8 +181,70 @@ def gemm_peak(dtype: str = "float32", n: int = 1024, seconds: float = 0.4) -> di
     return {"numpy": ng, "torch": tg, "peak": max(ng, tg or 0.0)}
 
 
+def _cuda_best_of(fn: Any, seconds: float, min_reps: int = 3) -> float:
+    """:func:`_best_of` on the GPU: each call timed by CUDA events around it, seconds."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    best, t_end, reps = float("inf"), time.perf_counter() + seconds, 0
+    while reps < min_reps or time.perf_counter() < t_end:
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+        reps += 1
+    return best
+
+
+def gpu_peaks(n: int = 4096, seconds: float = 0.3, copy_bytes: int = 1 << 30) -> dict[str, Any]:
+    """The GPU's peaks measured now, or ``{}`` where torch sees no CUDA device.
+
+    GEMM: an ``n``-cubed ``torch.matmul`` per dtype on device 0, best of repeated calls timed with
+    CUDA events. float32 is measured in the arithmetic convolutions may use: where cuDNN may round
+    to TF32 (``torch.backends.cudnn.allow_tf32``, True by default), the matmul runs with TF32 too,
+    since a TF32 convolution's ceiling is the TF32 rate, not plain float32's (on an H200, ~400
+    against ~50 TFLOP/s). Copy: a device-to-device copy of ``copy_bytes``, read + write.
+
+    Returns
+    -------
+    dict
+        ``gpu_peak_gflops`` {dtype: GFLOP/s}, ``gpu_float32_math`` ("tf32" or "float32"),
+        ``gpu_peak_gbps``, ``gpu_gemm_n``; empty without a CUDA device.
+    """
+    try:
+        import torch
+    except ImportError:
+        return {}
+    if not torch.cuda.is_available():
+        return {}
+    tf32 = bool(torch.backends.cudnn.allow_tf32)
+    old = torch.backends.cuda.matmul.allow_tf32
+    out: dict[str, Any] = {"gpu_peak_gflops": {}, "gpu_float32_math": "tf32" if tf32 else "float32", "gpu_gemm_n": n}
+    try:
+        for dt in ("float32", "float64"):
+            torch.backends.cuda.matmul.allow_tf32 = tf32 and dt == "float32"
+            gen = torch.Generator(device="cuda").manual_seed(0)
+            a = torch.randn(n, n, device="cuda", dtype=getattr(torch, dt), generator=gen)
+            b, c = torch.randn_like(a), torch.empty_like(a)
+            t = _cuda_best_of(lambda: torch.matmul(a, b, out=c), seconds / 2)
+            out["gpu_peak_gflops"][dt] = round(2 * n ** 3 / t / 1e9, 2)
+            del a, b, c
+        src = torch.ones(copy_bytes // 4, device="cuda")
+        dst = torch.empty_like(src)
+        out["gpu_peak_gbps"] = round(2 * copy_bytes / _cuda_best_of(lambda: dst.copy_(src), seconds / 2) / 1e9, 2)
+        del src, dst
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+        torch.cuda.empty_cache()
+    return out
+
+
 def measure_peaks(gemm_n: int = 1024, seconds: float = 0.4, copy_bytes: int = 256 << 20) -> dict[str, Any]:
-    """Measure the peaks now (no cache): GEMM GFLOP/s per dtype with NumPy and torch, copy GB/s."""
+    """Measure the peaks now (no cache): GEMM GFLOP/s per dtype with NumPy and torch, copy GB/s,
+    and the GPU's (:func:`gpu_peaks`) where there is one."""
     out: dict[str, Any] = {"peak_gflops": {}, "torch_gflops": {}, "gemm_n": gemm_n, "copy_bytes": copy_bytes}
     out["numpy_gflops"] = {}
     for dt in ("float32", "float64"):
@@ -186,6 +253,7 @@ def measure_peaks(gemm_n: int = 1024, seconds: float = 0.4, copy_bytes: int = 25
         out["torch_gflops"][dt] = None if g["torch"] is None else round(g["torch"], 2)
         out["peak_gflops"][dt] = round(g["peak"], 2)
     out["peak_gbps"] = round(_copy_gbps(copy_bytes, seconds), 2)
+    out.update(gpu_peaks())
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return out
 
@@ -204,7 +272,8 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
     -------
     dict
         ``peak_gflops`` {dtype: GFLOP/s of the faster 1024^3 GEMM, NumPy's or torch's},
-        ``numpy_gflops`` and ``torch_gflops`` (each library's), ``peak_gbps`` (memory copy, read + write), ``measured_at``.
+        ``numpy_gflops`` and ``torch_gflops`` (each library's), ``peak_gbps`` (memory copy, read + write), ``measured_at``;
+        with a CUDA device also :func:`gpu_peaks`'s keys.
     """
     fp = fp or fingerprint()
     path = cache_dir() / f"peaks-{fp['id']}.json"
@@ -227,12 +296,21 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
 
 
 def machine_record(fp: dict[str, Any], pk: dict[str, Any]) -> dict[str, Any]:
-    """The small dict every bench record carries as ``machine``."""
+    """The small dict every bench record carries as ``machine`` (the GPU's peaks only where measured)."""
     blas = next((b for b in fp.get("blas", []) if b.get("user_api") == "blas"), {})
     blas_s = " ".join(str(x) for x in (blas.get("internal_api"), blas.get("version"),
                                        blas.get("architecture"), f"{blas.get('num_threads')}t" if blas else None) if x)
     return {"id": fp["id"], "hostname": fp.get("hostname"), "cpu": fp.get("cpu"), "blas": blas_s or None,
-            "gpu": fp.get("gpu"), "peak_gflops": pk.get("peak_gflops"), "peak_gbps": pk.get("peak_gbps")}
+            "gpu": fp.get("gpu"), "peak_gflops": pk.get("peak_gflops"), "peak_gbps": pk.get("peak_gbps"),
+            **{k: pk[k] for k in ("gpu_peak_gflops", "gpu_peak_gbps", "gpu_float32_math") if pk.get(k) is not None}}
+
+
+def device_peak(machine: dict[str, Any], device: str | None, dtype: str) -> float | None:
+    """GFLOP/s that ``% of peak`` divides by for an implementation on ``device``: the CPU's GEMM
+    peak for "cpu", the GPU's for "cuda" (None where not measured), None for other devices."""
+    key = {"cpu": "peak_gflops", "cuda": "gpu_peak_gflops"}.get(device or "cpu")
+    peaks = machine.get(key) if key else None
+    return (peaks.get(dtype) or None) if isinstance(peaks, dict) else None
 
 
 def describe(fp: dict[str, Any], pk: dict[str, Any] | None = None) -> str:
@@ -257,4 +335,9 @@ def describe(fp: dict[str, Any], pk: dict[str, Any] | None = None) -> str:
         lines.append("  peak     GEMM " + ", ".join(
             f"{dt} {g.get(dt)} GFLOP/s (numpy {n.get(dt)}, torch {t.get(dt)})" for dt in ("float32", "float64")))
         lines.append(f"  peak     memory copy {pk.get('peak_gbps')} GB/s  (measured {pk.get('measured_at')})")
+        if pk.get("gpu_peak_gflops"):
+            gg = pk["gpu_peak_gflops"]
+            lines.append("  peak     GPU GEMM " + ", ".join(
+                f"{dt} {gg.get(dt)} GFLOP/s" + (" (TF32)" if dt == "float32" and pk.get("gpu_float32_math") == "tf32" else "")
+                for dt in ("float32", "float64")) + f", device copy {pk.get('gpu_peak_gbps')} GB/s")
     return "\n".join(lines)
