@@ -69,3 +69,16 @@ def test_a_layer_that_cannot_be_the_named_op_is_a_usage_error(capsys):
     assert main(["check", "--op", "conv2d", "--impl", f"{LAYERS}:MaxPool2D"]) == 2
     err = capsys.readouterr().err
     assert "--op max_pool2d" in err and "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly():
+    """`convbench list | head -1`: the closed pipe ends the command without a traceback."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from convbench.cli import main; sys.exit(main(['list']))"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    p.stdout.close()  # before the child has printed anything: its first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
