@@ -335,3 +335,20 @@ def test_crossover_file_defaults_to_one_per_machine_in_the_cache(tmp_path, monke
     monkeypatch.delenv("CONVBENCH_CROSSOVER", raising=False)
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path))
     assert store.crossover_path("abc123") == tmp_path / "crossover-abc123.jsonl"
+
+
+def test_a_cuda_implementation_is_held_to_the_gpu_peak_not_the_cpu_one():
+    """% of peak divides by the peak of the device the implementation ran on: a GPU's GFLOP/s
+    over the CPU's GEMM peak read as hundreds of % (seen on an H200); no GPU peak, no figure."""
+    import dataclasses
+
+    clock = MockClock()
+    f = FakeConv(clock, "fake_gpu", rate=1e9, overhead=1e-4)
+    f.info = dataclasses.replace(f.info, device="cuda")
+    with_gpu = dict(MACHINE, gpu="Fake GPU", gpu_peak_gflops={"float32": 40.0, "float64": 20.0})
+    r = run_bench([f], [parse_descriptor(CASES[0])], progress=False, machine=with_gpu, clock=clock, out=None,
+                  budget=None, threads=None, resume=False, directions=("forward",))[0]
+    assert r["status"] == "ok" and r["pct_peak"] == pytest.approx(100 * r["gflops"] / 40.0)
+    r = run_bench([f], [parse_descriptor(CASES[0])], progress=False, machine=MACHINE, clock=clock, out=None,
+                  budget=None, threads=None, resume=False, directions=("forward",))[0]
+    assert r["status"] == "ok" and r["gflops"] > 0 and r["pct_peak"] is None

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from convbench import ParamError
-from convbench.cases import parse_descriptor
+from convbench.cases import get_suite, parse_descriptor
 from convbench.measure.bench import run_bench
 from convbench.measure.budget import Budget, RateBook, format_seconds, probe_params
 
@@ -108,6 +108,85 @@ def test_fast_implementations_are_not_skipped_on_an_overhead_bound_probe():
     assert recs[0]["t_median_s"] == pytest.approx(1e-3 + case.params.flops("forward") / 5e10)
 
 
+def test_a_fixed_cost_per_call_does_not_get_a_fast_implementation_skipped_on_a_tight_budget():
+    """Seen on a 16-core VM: torch_cpu's conv2d cost ~3.5 ms a call whatever its size (16 threads
+    waking), the item's share was ~70 ms; scaled by FLOPs the probe predicted seconds for every
+    quick case and for the 16x probe that would have told otherwise, and torch_cpu was skipped on
+    all of them. The 1/16 probe shows the fixed cost; the larger probes go ahead; every case runs."""
+    clock = MockClock()
+    fast = FakeConv(clock, name="fake_torch", rate=5e11, overhead=3.5e-3)
+    cases = get_suite("quick", "conv2d")
+    recs = run_bench([fast], cases, out=None, budget=0.07 * 2 * len(cases), threads=None, resume=False,
+                     progress=False, machine=MACHINE, clock=clock)
+    assert [r["status"] for r in recs] == ["ok"] * len(recs), [r["reason"] for r in recs]
+    for r in recs:
+        assert r["t_median_s"] == pytest.approx(3.5e-3 + r["flops"] / 5e11)
+
+
+class _LazyLoading(FakeConv):
+    """Like CUDA loading cuDNN's kernels on their first launch: the first call of each kernel (here
+    one per direction and kernel size) costs ``load`` seconds more, every later call nothing."""
+
+    def __init__(self, clock, load, **kw):
+        super().__init__(clock, **kw)
+        self.load, self.loaded = load, set()
+
+    def _cost(self, p, direction):
+        if (direction, p.kh) not in self.loaded:
+            self.loaded.add((direction, p.kh))
+            self.clock.now += self.load
+        super()._cost(p, direction)
+
+
+def test_a_first_call_that_pays_one_time_costs_is_not_the_measurement():
+    """Seen on an H200 in `convbench run`: torch_cuda's conv2d backward timed at 24 and 67 ms (one
+    sample each: the first call, loading kernels lazily, ate the 80 ms share) where it takes
+    0.13 ms; the slow times then made later cases look too dear and two were skipped. A
+    single-sample measurement is taken again when the run can spare it, and the faster kept."""
+    clock = MockClock()
+    lazy = _LazyLoading(clock, load=0.06, name="fake_cuda", rate=5e11, overhead=1e-4)
+    cases = get_suite("quick", "conv2d")
+    budget = 0.08 * 2 * len(cases) + 6 * 0.06  # the loads are paid once whatever happens
+    recs = run_bench([lazy], cases, out=None, budget=budget, threads=None, resume=False, progress=False,
+                     machine=MACHINE, clock=clock)
+    assert [r["status"] for r in recs] == ["ok"] * len(recs), [r["reason"] for r in recs]
+    for r in recs:
+        assert r["t_median_s"] == pytest.approx(1e-4 + r["flops"] / 5e11), (r["case"], r["direction"])
+    firsts = [r for r in recs if r.get("first_call_s")]
+    assert firsts and all(r["first_call_s"] > 0.06 for r in firsts)  # what the first call cost, kept
+    assert clock.now <= budget * 1.05
+
+
+def test_a_slow_implementation_is_not_timed_twice_when_the_run_cannot_spare_it():
+    clock, naive, recs = _slow_run(20.0, ["n1c8h16w16o8k3p1"], rate=1e5)  # one call ~3 s: "single"
+    assert recs[0]["status"] == "ok" and recs[0]["stop"] == "single" and "first_call_s" not in recs[0]
+    assert sum(1 for _, f in naive.log if f == recs[0]["flops"]) == 1
+
+
+def test_the_fixed_cost_is_read_from_probes_only_when_they_show_one():
+    rb, key = RateBook(), ("x", "forward", "float32")
+    rb.update(key, 1e4, 3.0e-3, probe=True)
+    rb.update(key, 2e5, 3.2e-3, probe=True)
+    assert rb.overhead(key) == pytest.approx(3.0e-3 - 1e4 * 0.2e-3 / 1.9e5)
+    assert rb.probe_time(key, 3.2e6) == pytest.approx(rb.overhead(key) + (3.2e-3 - rb.overhead(key)) * 16)
+    lin, key2 = RateBook(), ("naive", "forward", "float32")  # time follows FLOPs: no fixed cost
+    lin.update(key2, 1e4, 5e-3, probe=True)
+    lin.update(key2, 2e5, 0.1, probe=True)
+    assert lin.overhead(key2) == pytest.approx(0.0, abs=1e-12) and lin.probe_time(key2, 3.2e6) == pytest.approx(1.6)
+    noisy, key3 = RateBook(), ("y", "forward", "float32")  # the larger probe faster: no evidence
+    noisy.update(key3, 1e4, 4e-3, probe=True)
+    noisy.update(key3, 2e5, 3e-3, probe=True)
+    assert noisy.overhead(key3) == 0.0
+    real, key4 = RateBook(), ("z", "forward", "float32")  # measured cases of other shapes say nothing
+    real.update(key4, 1e4, 3.0e-3)
+    real.update(key4, 2e5, 3.2e-3)
+    assert real.overhead(key4) == 0.0
+    close, key5 = RateBook(), ("w", "forward", "float32")  # probes too close in size to tell
+    close.update(key5, 1e5, 3.0e-3, probe=True)
+    close.update(key5, 2e5, 3.2e-3, probe=True)
+    assert close.overhead(key5) == 0.0
+
+
 def test_estimate_is_recorded_and_rate_learnt_from_completed_cases():
     clock, naive, recs = _slow_run(100.0, ["n1c2h8w8o2k3", "n1c4h8w8o4k3", "n1c8h16w16o8k3"])
     assert [r["status"] for r in recs] == ["ok"] * 3
@@ -119,3 +198,30 @@ def test_estimate_is_recorded_and_rate_learnt_from_completed_cases():
 def test_unlimited_budget_runs_everything():
     clock, naive, recs = _slow_run(None, ["n1c2h8w8o2k3", "n1c4h8w8o4k3"])
     assert all(r["status"] == "ok" for r in recs)
+
+
+def test_a_single_timed_call_is_repeated_only_when_spared_and_the_faster_kept():
+    from convbench.measure.bench import _Runner
+
+    clock = MockClock()
+    runner = _Runner(None, Budget(1.0, 10, clock=clock), MACHINE, {}, clock=clock)  # a share of 0.1 s
+    assert runner._spare(0.09) and not runner._spare(0.11)
+    assert _Runner(None, Budget(None, 10), MACHINE, {})._spare(0.5)
+    assert not _Runner(None, Budget(None, 10), MACHINE, {})._spare(0.6)  # a quarter of MAX_ITEM_S at most
+
+    def measured(*times):
+        queue = [dict(t_median_s=t, stop="single" if i == 0 else "converged", peak_mem_bytes=7, mem_method="m")
+                 for i, t in enumerate(times)]
+        calls = []
+        runner._measure = lambda *a, **kw: (calls.append(kw) or "ok", queue.pop(0))
+        return calls
+
+    calls = measured(0.08, 0.001)
+    status, res, first = runner._measure_settled(None, None, "forward", memory=True)
+    assert (status, res["t_median_s"], first, res["peak_mem_bytes"]) == ("ok", 0.001, 0.08, 7)
+    assert calls[1]["memory"] is False  # the first measurement's memory is kept, not measured twice
+    measured(0.08, 0.09)  # simply slow: the second is no faster, the first stands
+    assert runner._measure_settled(None, None, "forward")[1:] == ({"t_median_s": 0.08, "stop": "single",
+                                                                   "peak_mem_bytes": 7, "mem_method": "m"}, None)
+    calls = measured(0.2)  # more than a share: not repeated
+    assert runner._measure_settled(None, None, "forward")[2] is None and len(calls) == 1

@@ -90,11 +90,46 @@ class RateBook:
 
     def __init__(self) -> None:
         self._obs: dict[tuple[str, ...], list[tuple[float, float]]] = {}
+        self._probes: dict[tuple[str, ...], list[tuple[float, float]]] = {}
 
-    def update(self, key: tuple[str, ...], flops: float, seconds: float) -> None:
+    def update(self, key: tuple[str, ...], flops: float, seconds: float, probe: bool = False) -> None:
+        """Add an observation; ``probe``: of a calibration probe (a shrunk copy of one case), which
+        :meth:`overhead` reads the fixed cost of a call from."""
         if flops > 0 and seconds > 0 and math.isfinite(seconds):
             obs = self._obs.setdefault(key, [])
             bisect.insort(obs, (float(flops), float(seconds)))
+            if probe:
+                bisect.insort(self._probes.setdefault(key, []), (float(flops), float(seconds)))
+
+    def overhead(self, key: tuple[str, ...]) -> float:
+        """Seconds a call costs whatever its FLOPs (thread wake-up, dispatch), from the probes.
+
+        The intercept of the line through the smallest and the largest probe, when they are at
+        least 4x apart in FLOPs and the larger took no less time (else 0: no evidence). A library
+        call whose time barely grows from a 1/16-size probe to the probe is bound by this cost at
+        probe sizes, and its rate there says nothing of larger calls.
+        """
+        probes = self._probes.get(key) or []
+        if len(probes) < 2:
+            return 0.0
+        (fs, ts), (fl, tl) = probes[0], probes[-1]
+        if fl < 4 * fs or tl < ts:
+            return 0.0
+        slope = (tl - ts) / (fl - fs)
+        return max(0.0, ts - slope * fs)
+
+    def probe_time(self, key: tuple[str, ...], flops: float) -> float | None:
+        """Predicted seconds of a probe of ``flops`` FLOPs larger than every observation: the
+        largest observation's time, its part above :meth:`overhead` scaled by FLOPs. Without an
+        overhead this is the linear estimate; with one, a call bound by it costs little more
+        than it (an implementation that is really linear has no overhead and is predicted so).
+        """
+        obs = self._obs.get(key)
+        if not obs:
+            return None
+        f, t = obs[-1]
+        a = min(self.overhead(key), t)
+        return a + (t - a) * max(flops / f, 1.0)
 
     def known(self, key: tuple[str, ...]) -> bool:
         return bool(self._obs.get(key))
