@@ -109,8 +109,8 @@ def test_fast_implementations_are_not_skipped_on_an_overhead_bound_probe():
 
 
 def test_a_fixed_cost_per_call_does_not_get_a_fast_implementation_skipped_on_a_tight_budget():
-    """Seen on a 16-core VM: torch_cpu's conv2d cost ~3.5 ms a call whatever its size (16 threads
-    waking), the item's share was ~70 ms; scaled by FLOPs the probe predicted seconds for every
+    """Seen on a 16-core VM in `convbench run`: torch_cpu's conv2d probes cost ~2-3.5 ms a call
+    whatever their size, the item's share was ~70 ms; scaled by FLOPs the probe predicted seconds for every
     quick case and for the 16x probe that would have told otherwise, and torch_cpu was skipped on
     all of them. The 1/16 probe shows the fixed cost; the larger probes go ahead; every case runs."""
     clock = MockClock()

@@ -301,8 +301,9 @@ class _Runner:
             # implementations (overhead-bound): probe 16x larger while that probe fits a quarter
             # of the share by its predicted time, and while the rate still grows with size. The
             # prediction subtracts the fixed cost of a call that the first probes showed: scaled
-            # by FLOPs with the rest, a 3 ms thread wake-up (torch's 16 threads on a VM) made a
-            # 16x probe look 16x dearer, and torch_cpu was skipped on every conv2d case
+            # by FLOPs with the rest, ~3 ms a call (torch_cpu's conv2d probes in `convbench run`
+            # on a 16-core VM) made a 16x probe look 16x dearer, and torch_cpu was skipped on
+            # every conv2d case
             if est is not None:
                 largest = self.rates.largest(key)
                 if self.rates.flat(key):

@@ -102,7 +102,7 @@ class RateBook:
                 bisect.insort(self._probes.setdefault(key, []), (float(flops), float(seconds)))
 
     def overhead(self, key: tuple[str, ...]) -> float:
-        """Seconds a call costs whatever its FLOPs (thread wake-up, dispatch), from the probes.
+        """Seconds a call costs whatever its FLOPs (dispatch, thread start-up), from the probes.
 
         The intercept of the line through the smallest and the largest probe, when they are at
         least 4x apart in FLOPs and the larger took no less time (else 0: no evidence). A library
