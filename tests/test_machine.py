@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import types
 
+import pytest
+
 
 from convbench.measure import machine
 
@@ -169,3 +171,23 @@ def test_device_peak_by_device():
     assert machine.device_peak(m, "cuda", "float64") is None
     assert machine.device_peak({"peak_gflops": {"float32": 10.0}}, "cuda", "float32") is None
     assert machine.device_peak(m, "mps", "float32") is None
+
+
+def test_more_cores_measure_a_larger_gemm_too(monkeypatch):
+    """A 1024^3 GEMM leaves 16 threads short of work: with more than four cores the peak is the
+    best of 1024^3 and 2048^3, and the record says which size gave it."""
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert machine._gemm_sizes() == (1024,)
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert machine._gemm_sizes() == (1024, 2048)
+    sizes = []
+
+    def calls(dtype, n):
+        sizes.append(n)
+        return {"numpy": lambda: None}
+
+    monkeypatch.setattr(machine, "peak_gemm_calls", calls)
+    monkeypatch.setattr(machine, "_best_of", lambda fn, seconds: 1.0 if sizes[-1] == 1024 else 4.0)
+    g = machine.gemm_peak("float32")  # 2048^3 in 4 s beats 1024^3 in 1 s by 2x
+    assert sizes == [1024, 2048] and g["n"] == 2048 and g["peak"] == pytest.approx(2 * 2048**3 / 4.0 / 1e9)
+    assert machine.gemm_peak("float32", n=512)["n"] == 512 and sizes[-1] == 512
