@@ -191,6 +191,8 @@ class CacheImpl(Implementation):
     backward) that takes one.
     """
 
+    backward_runs_forward = True  # backward(dout, cache) needs the cache the forward returns
+
     def __init__(self, fwd: Callable[..., Any], bwd: Callable[..., Any] | None, op: str, pname: str,
                  keys: dict[str, Any], takes_bias: bool, channels_last: bool = False,
                  mode: str | None = None) -> None:

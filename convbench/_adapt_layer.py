@@ -306,6 +306,8 @@ class LayerImpl(Implementation):
         The hyperparameters it takes as pairs only (:func:`pair_only`): given as pairs always.
     """
 
+    backward_runs_forward = True  # backward(dout) needs the state forward(x) left in the layer
+
     def __init__(self, cls: type, ctor: dict[str, str], pairs: bool, op: str = "conv2d",
                  pair_only: frozenset[str] = frozenset()) -> None:
         self.cls, self.ctor, self.pairs, self.op, self.pair_only = cls, ctor, pairs, op, pair_only

@@ -107,6 +107,8 @@ class TorchFunctionImpl(TensorArgs, FunctionImpl):
     given CPU tensors, run under ``torch.no_grad()`` forward; backward through autograd, from
     ``x``, ``w`` (and a zero bias) made leaves that require a gradient."""
 
+    backward_runs_forward = True  # the autograd graph its backward needs is built by a forward
+
     def forward(self, p: OpParams, x: Any, w: Any, b: Any = None) -> Any:
         import torch
 

@@ -54,6 +54,10 @@ class ImplInfo:
         Error model for the random tier's bound: ``direct``, ``fft`` or ``winograd``.
     isolate
         Checked in a subprocess by default (implementations from files and entry points).
+    backward_includes_forward
+        Its backward direction runs the forward first (an adapted layer or function that needs the
+        forward's cache or autograd graph), so a backward time includes a forward's; bench
+        records and reports say so.
     spec
         How to load it again, in another process.
     available, reason
@@ -71,6 +75,7 @@ class ImplInfo:
     exact: bool = True
     algorithm: str = "direct"
     isolate: bool = False
+    backward_includes_forward: bool = False
     spec: str = ""
     description: str = ""
     available: bool = True
@@ -338,6 +343,7 @@ def _adapt_and_register(obj: Any, op: str | None, name: str, spec: str) -> Any:
     except TypeError as exc:  # a usage error of the spec, not a bug of the harness
         raise ParamError(f"impl {spec!r}: {exc}") from None
     name = _snake(name)
+    info.setdefault("backward_includes_forward", bool(getattr(inst, "backward_runs_forward", False)))
     register(inst, name=name, spec=spec, isolate=True, replace=True, **info)
     return inst
 

@@ -49,6 +49,12 @@ def analyse(frame: pd.DataFrame, baseline: str = "torch_cpu",
                          f"against {used.iloc[0]}")
         elif not len(used):
             notes.append(f"{m}, {op}: no successful measurement, so no speedups")
+    if "includes_forward" in frame.columns:
+        inc = frame[frame["direction"].eq("backward") & frame["includes_forward"].eq(True)]
+        if len(inc):
+            notes.append(f"backward times of {', '.join(sorted(set(inc['impl'])))} include a forward: an adapted "
+                         "layer or function runs its forward first for the cache or autograd graph its backward "
+                         "needs, so compare them with the others' forward + backward")
     fits = scaling_table(cases)
     if not cases["case"].map(sweep_of).notna().any() and len(fits):
         notes.append("no scaling-suite cases in these records: exponents against FLOPs are fitted over the "

@@ -352,3 +352,23 @@ def test_a_cuda_implementation_is_held_to_the_gpu_peak_not_the_cpu_one():
     r = run_bench([f], [parse_descriptor(CASES[0])], progress=False, machine=MACHINE, clock=clock, out=None,
                   budget=None, threads=None, resume=False, directions=("forward",))[0]
     assert r["status"] == "ok" and r["gflops"] > 0 and r["pct_peak"] is None
+
+
+@pytest.mark.parametrize("spec", ["tests/seed_layers/cs231n_layers.py:conv_forward_naive",
+                                  "tests/seed_layers/course_layers.py:Conv1D",
+                                  "tests/seed_layers/torch_convs.py:conv2d_unfold"])
+def test_an_adapted_backward_that_runs_the_forward_is_marked_in_its_records(spec):
+    """A layer's or a CS231n pair's backward runs its forward first: its backward records say so
+    (the report then tells readers to compare with forward + backward); shipped ones do not."""
+    impl = load_impl(spec)
+    assert impl.info.backward_includes_forward
+    case = parse_descriptor("n1c2h6w6o2k3") if impl.info.op == "conv2d" else parse_descriptor("n1c2l9o2k3", op="conv1d")
+    recs = run_bench([impl], [case], progress=False, machine=MACHINE, out=None, budget=None, threads=None,
+                     resume=False)
+    assert [(r["direction"], r["status"], r.get("includes_forward")) for r in recs] == [
+        ("forward", "ok", None), ("backward", "ok", True)]
+    text = format_summary(recs)
+    assert " bwd* " in text and "time includes it" in text and " fwd* " not in text
+    from convbench.registry import get_impl
+
+    assert not get_impl("im2col").info.backward_includes_forward

@@ -358,3 +358,16 @@ def test_case_table_shows_what_a_choosing_implementation_ran():
     impls = set(shown["impl"])
     assert {"im2col", "fastest → shift_gemm", "fastest → im2col (cost model)"} <= impls
     assert "fastest" not in impls
+
+
+def test_a_backward_that_includes_a_forward_is_said_so(tmp_path):
+    recs = bench_records(cases=QUICK[:1])
+    for r in recs:
+        if r["impl"] == "im2col" and r["direction"] == "backward":
+            r["includes_forward"] = True
+    f = reports.load([write_jsonl(tmp_path / "b.jsonl", recs)])
+    paths = reports.write_report(f, tmp_path / "r", formats=["md"])
+    md = paths["md"].read_text()
+    assert "backward times of im2col include a forward" in md
+    plain = reports.load([write_jsonl(tmp_path / "c.jsonl", bench_records(cases=QUICK[:1]))])
+    assert "include a forward" not in reports.write_report(plain, tmp_path / "s", formats=["md"])["md"].read_text()

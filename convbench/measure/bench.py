@@ -436,7 +436,9 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
             "params": case.as_dict()["params"], "dtype": case.dtype, "count": case.count,
             "flops": flops, "bytes_min": bytes_min, "intensity": flops / bytes_min if bytes_min else None,
             "workspace_bytes": workspace_bytes(impl, p, case.dtype, direction), "threads": runner.threads,
-            "choice": choice, "chosen_by": chosen_by}
+            "choice": choice, "chosen_by": chosen_by,
+            **({"includes_forward": True} if direction == "backward" and
+               getattr(impl.info, "backward_includes_forward", False) else {})}
 
 
 def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, budget: float | None = None,
@@ -599,7 +601,8 @@ def format_summary(records: list[dict[str, Any]]) -> str:
         status = r.get("status", "?")
         if status != "ok" and r.get("reason"):
             status = f"{status}: {r['reason']}"[:70]
-        rows.append((str(r.get("impl")), str(r.get("case")), "fwd" if r.get("direction") == "forward" else "bwd",
+        rows.append((str(r.get("impl")), str(r.get("case")),
+                     ("fwd" if r.get("direction") == "forward" else "bwd") + ("*" if r.get("includes_forward") else ""),
                      str(r.get("dtype", ""))[-2:], _fmt_t(med),
                      f"{100 * iqr / med:.1f}" if med and iqr is not None else "-",
                      f"{r['gflops']:.2f}" if r.get("gflops") is not None else "-",
@@ -610,4 +613,6 @@ def format_summary(records: list[dict[str, Any]]) -> str:
              for line in (header, tuple("-" * w for w in widths), *rows)]
     n_ok = sum(r.get("status") == "ok" for r in records)
     lines.append(f"{len(records)} records: {n_ok} ok, {len(records) - n_ok} not ok")
+    if any(r.get("includes_forward") for r in records):
+        lines.append("bwd*: the backward runs the forward first (its cache or autograd graph), and its time includes it")
     return "\n".join(lines)
