@@ -2,7 +2,10 @@
 
 For each item: availability and support (else ``skipped`` with the reason), a time prediction
 against the budget (else ``skipped`` with the estimate), then one measurement: inputs made and
-prepared untimed, one call under the memory tracer, then the timer. The values are never checked
+prepared untimed, the timer, then one call under the memory tracer (a measurement whose one timed
+call took most of its budget is taken again when the run can spare it: that call was the first,
+which may pay one-time costs). Records carry % of peak against the peak of the implementation's
+device (the CPU's or the GPU's). The values are never checked
 here (the verification layer does that on calls of its own). Every record is appended to ``out``
 as soon as it is made; an exception becomes an ``error`` record and the run goes on. Implementations
 whose ``ImplInfo.isolate`` is set run in a worker process (:mod:`convbench.measure.isolate`), where
