@@ -617,5 +617,6 @@ def format_summary(records: list[dict[str, Any]]) -> str:
     n_ok = sum(r.get("status") == "ok" for r in records)
     lines.append(f"{len(records)} records: {n_ok} ok, {len(records) - n_ok} not ok")
     if any(r.get("includes_forward") for r in records):
-        lines.append("bwd*: the backward runs the forward first (its cache or autograd graph), and its time includes it")
+        lines.append("bwd*: the backward runs the forward first (for its cache or autograd graph); "
+                     "its time includes it")
     return "\n".join(lines)

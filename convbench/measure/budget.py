@@ -5,9 +5,9 @@ direction and dtype. The rate comes from the cases already measured (the one nea
 a log scale, since small cases run below the asymptotic rate) or, before any, from calibration
 probes: the case shrunk (batch, then spatial size and channels) to a few hundred thousand FLOPs
 and to 1/16 of that, which costs pure-Python loops a fraction of a second; the two sizes show a
-fixed cost per call (:meth:`RateBook.overhead`), which larger probes are predicted without scaling. A prediction over the case's share of the
-budget makes the case ``skipped`` with the estimate as its reason, so naive loops never overrun by
-more than one probe.
+fixed cost per call (:meth:`RateBook.overhead`), which larger probes are predicted without scaling.
+A prediction over the case's share of the budget makes the case ``skipped`` with the estimate as its
+reason, so naive loops never overrun by more than one probe.
 """
 from __future__ import annotations
 

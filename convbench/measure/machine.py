@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls", "describe", "machine_record",
-           "cache_dir"]
+__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
+           "describe", "machine_record", "cache_dir"]
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
 #: fingerprint keys that identify a machine configuration (the cache key and the record's id)
@@ -293,8 +293,8 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
     -------
     dict
         ``peak_gflops`` {dtype: GFLOP/s of the faster 1024^3 GEMM, NumPy's or torch's},
-        ``numpy_gflops`` and ``torch_gflops`` (each library's), ``peak_gbps`` (memory copy, read + write), ``measured_at``;
-        with a CUDA device also :func:`gpu_peaks`'s keys.
+        ``numpy_gflops`` and ``torch_gflops`` (each library's), ``peak_gbps`` (memory copy, read +
+        write), ``measured_at``; with a CUDA device also :func:`gpu_peaks`'s keys.
     """
     fp = fp or fingerprint()
     path = cache_dir() / f"peaks-{fp['id']}.json"
@@ -358,7 +358,8 @@ def describe(fp: dict[str, Any], pk: dict[str, Any] | None = None) -> str:
         lines.append(f"  peak     memory copy {pk.get('peak_gbps')} GB/s  (measured {pk.get('measured_at')})")
         if pk.get("gpu_peak_gflops"):
             gg = pk["gpu_peak_gflops"]
+            tf32 = pk.get("gpu_float32_math") == "tf32"
             lines.append("  peak     GPU GEMM " + ", ".join(
-                f"{dt} {gg.get(dt)} GFLOP/s" + (" (TF32)" if dt == "float32" and pk.get("gpu_float32_math") == "tf32" else "")
+                f"{dt} {gg.get(dt)} GFLOP/s" + (" (TF32)" if tf32 and dt == "float32" else "")
                 for dt in ("float32", "float64")) + f", device copy {pk.get('gpu_peak_gbps')} GB/s")
     return "\n".join(lines)
