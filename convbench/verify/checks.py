@@ -20,6 +20,7 @@ import numpy as np
 
 from convbench.cases import Case
 from convbench.ops import get_op
+from convbench.verify.diagnose import shape_cause, value_cause
 from convbench.verify.oracle import expected, run_impl, value_directions
 from convbench.verify.tolerance import bound, describe, err_ratio
 
@@ -120,6 +121,29 @@ def compare(got: Any, exp: np.ndarray, bnd: np.ndarray | None, what: str) -> tup
     return "failed", max_err, ratio, tol, head + "; first bad: " + "; ".join(detail)
 
 
+CAUSE = "; likely cause: "
+
+
+def with_cause(msg: str, cause: str | None) -> str:
+    """``msg`` with ``; likely cause: ...`` after its head (before the first bad indices)."""
+    if not cause:
+        return msg
+    head, sep, rest = msg.partition("; first bad: ")
+    return f"{head}{CAUSE}{cause}{sep}{rest}"
+
+
+def _cause(case: Case, inputs: dict[str, np.ndarray], direction: str, d: str, got: Any,
+           exp: np.ndarray, algorithm: str) -> str | None:
+    """Why a failed value direction is wrong, when it matches a classic mistake (see diagnose)."""
+    shape = getattr(got, "shape", None)
+    if shape is not None and tuple(shape) != exp.shape:
+        return shape_cause(case.params, d, shape)
+    if got is None:
+        return None
+    p = case.params
+    return value_cause(p, inputs, direction, d, got, exp, bound(algorithm, p.op, p, d, case.dtype, inputs))
+
+
 # --- value tiers -----------------------------------------------------------------------------
 
 def check_exact(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:
@@ -146,6 +170,8 @@ def check_exact(impl: Any, case: Case, directions: list[str]) -> list[dict[str, 
         ref = expected(p, inputs, direction)
         for d in vdirs:
             st, e, r, t, msg = compare(got.get(d), ref[d], None, d)
+            if st == "failed":
+                msg = with_cause(msg, _cause(case, inputs, direction, d, got.get(d), ref[d], info.algorithm))
             out.append(_rec(d, "exact", st, msg, e, r, t))
     return out
 
@@ -174,6 +200,8 @@ def _value_records(check: str, impl: Any, case: Case, inputs: dict[str, np.ndarr
         if st == "failed" and r is not None:
             head, sep, rest = msg.partition("; first bad: ")
             msg = f"{head} [{describe(impl.info.algorithm)}, L={p.accumulation_length(d)}]{sep}{rest}"
+        if st == "failed":
+            msg = with_cause(msg, _cause(case, inputs, direction, d, got.get(d), ref[d], impl.info.algorithm))
         out.append(_rec(d, check, st, msg, e, r, t))
     return out
 
@@ -210,7 +238,9 @@ def check_shape(impl: Any, case: Case, directions: list[str]) -> list[dict[str, 
             elif g is None:
                 probs.append(f"{d} is None, expected shape {want}")
             elif np.shape(g) != want:
-                probs.append(f"{d} has shape {np.shape(g)}, expected {want}")
+                cause = shape_cause(p, d, np.shape(g))
+                probs.append(f"{d} has shape {np.shape(g)}, expected {want}"
+                             + (f" (likely cause: {cause})" if cause else ""))
         return ("failed", "; ".join(probs)) if probs else ("passed", "")
 
     return _each_direction("shape", impl, case, directions, body)

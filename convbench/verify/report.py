@@ -25,8 +25,11 @@ def format_failure(r: dict[str, Any], checks: list[str] | None = None) -> str:
                      f"err_ratio {_num(r.get('err_ratio'))}")
     msg = (r.get("message") or "").strip()
     head, sep, rest = msg.partition("; first bad: ")
+    head, has_cause, cause = head.partition("; likely cause: ")
     if head:
         lines.append("  " + head)
+    if has_cause:
+        lines.append("  likely cause: " + cause)
     if sep:
         lines.append("  first bad indices:")
         lines += ["    " + part for part in rest.split("; ")]

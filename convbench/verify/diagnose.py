@@ -1,0 +1,476 @@
+"""Likely causes: a failed check names the classic mistake the wrong result matches.
+
+A student whose conv2d fails sees ``expected 113, got -12`` and has to guess why. Most wrong
+results are the right answer to a slightly different question: the kernel flipped (a true
+convolution), the bias left out, a mean where PyTorch sums, one sample left out of the batch
+sum, the padding taking part in a max. For each such mistake this module recomputes the float64
+reference as the mistake would have it and, where the implementation's result equals that to
+within the check's own bound at every element, the failure says so (``likely cause: ...``).
+Where no recomputed mistake matches, a few patterns of *where* the result is wrong are named
+instead (only at outputs whose window reaches into the padding, only in some samples, only at
+input positions that several windows read). A wrong shape is matched the same way against the
+shapes of the usual mistakes (padding ignored, stride axes swapped, the padding not cropped from
+``grad_input``, channels last, ...).
+
+Nothing here decides pass or fail: a cause is said only for a result that has already failed,
+and only when it matches everywhere, so a mistake no suspect models gets no cause rather than a
+wrong one. Nothing here raises: a suspect that cannot be computed is passed over.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from convbench._errors import ParamError
+from convbench.ops import OpParams, get_op
+from convbench.ops._common import out_size
+
+__all__ = ["value_cause", "shape_cause", "SLACK"]
+
+#: a suspect matches when the result is within SLACK times the check's bound of it everywhere:
+#: a wrong suspect misses by orders of magnitude, so the slack only absorbs rounding differences
+#: between the suspect's float64 recomputation and the implementation's own arithmetic
+SLACK = 4.0
+#: and a suspect must miss the reference by more than DISTINCT times that somewhere, so that a
+#: result a few bounds off (rounding, noise) is never read as a mistake that changes little
+DISTINCT = 25.0
+#: recomputing the reference several times is skipped for cases larger than this (input and
+#: output elements together); the patterns of where it is wrong are still named
+MAX_ELEMENTS = 2_000_000
+
+Results = dict[str, np.ndarray]
+Suspect = Callable[[Any, dict[str, np.ndarray], str], Iterator[tuple[str, Results]]]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _ref(p: OpParams, inputs: dict[str, np.ndarray], direction: str) -> Results:
+    spec = get_op(p.op)
+    if direction == "forward":
+        return {"forward": spec.reference_forward(p, *[inputs.get(k) for k in spec.forward_inputs])}
+    grads = spec.reference_backward(p, *[inputs.get(k) for k in spec.backward_inputs])
+    return {g: v for g, v in zip(spec.grads, grads) if v is not None}
+
+
+def _with(inputs: dict[str, np.ndarray], **changed: Any) -> dict[str, np.ndarray]:
+    return {**inputs, **changed}
+
+
+def _replace(p: OpParams, **changes: Any) -> OpParams | None:
+    try:
+        return dataclasses.replace(p, **changes)
+    except (ParamError, TypeError, ValueError):
+        return None
+
+
+def _flip(a: np.ndarray) -> np.ndarray:
+    """A kernel rotated by 180 degrees: every axis after (out, in) reversed."""
+    return np.ascontiguousarray(a[(slice(None), slice(None)) + (slice(None, None, -1),) * (a.ndim - 2)])
+
+
+def _elements(p: OpParams) -> int:
+    return sum(math.prod(s) for s in p.shapes().values())
+
+
+# --- suspects: the reference recomputed as a classic mistake would have it -------------------
+
+def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
+    w = inputs["w"]
+    axes = "w[..., ::-1, ::-1]" if w.ndim == 4 else "w[..., ::-1]"
+    wf = _flip(w)
+    if direction == "forward":
+        yield (f"the kernel is flipped ({axes}): a true convolution, where {p.op} is PyTorch's "
+               "cross-correlation, which reads the weight as it is"), _ref(p, _with(inputs, w=wf), "forward")
+        if p.bias:
+            yield "the bias is not added", _ref(p, _with(inputs, b=None), "forward")
+            yield "the bias is added twice", _ref(p, _with(inputs, b=2 * np.asarray(inputs["b"], np.float64)), "forward")
+    else:
+        flipped = _ref(p, _with(inputs, w=wf), "backward")
+        yield (f"the gradients are those of the kernel flipped ({axes}), a true convolution: "
+               f"{p.op} is PyTorch's cross-correlation"),\
+            {**flipped, "grad_weight": _flip(flipped["grad_weight"])}
+        ref = _ref(p, inputs, "backward")
+        yield (f"grad_weight is flipped ({axes.replace('w', 'grad_weight')}): each tap's gradient "
+               "belongs to the tap the forward multiplied by it"), {"grad_weight": _flip(ref["grad_weight"])}
+        yield (f"grad_input is computed with the kernel flipped ({axes}) against the forward: the "
+               "backward must scatter dy through the same taps the forward read"), {"grad_input": flipped["grad_input"]}
+        n = inputs["x"].shape[0]
+        if n > 1:
+            for sel, what in ((slice(1, None), "sample 0 is left out of the sum over the batch"),
+                              (slice(None, -1), "the last sample is left out of the sum over the batch"),
+                              (slice(None, 1), "only sample 0 is in it: the batch is not summed"),
+                              (slice(-1, None), "only the last sample is in it: each sample overwrites "
+                                                "the gradient instead of adding to it (+=)")):
+                sub = _replace(p, n=len(range(n)[sel]))
+                if sub is not None:
+                    got = _ref(sub, {k: inputs[k][sel] if k in ("x", "dy") else v for k, v in inputs.items()},
+                               "backward")
+                    yield what, {k: v for k, v in got.items() if k in ("grad_weight", "grad_bias")}
+        last_only = np.zeros_like(np.asarray(inputs["dy"], np.float64))
+        last = (-1, slice(None)) + (-1,) * (last_only.ndim - 2)
+        last_only[last] = inputs["dy"][last]
+        yield ("grad_weight is assigned (=) for each window, not added (+=): only the last window's "
+               "product is left"), {"grad_weight": _ref(p, _with(inputs, dy=last_only), "backward")["grad_weight"]}
+        if w.ndim == 4:
+            for order, what in (("tap", "kernel tap"), ("window", "window")):
+                yield (f"overlapping windows' contributions to grad_input are assigned, not added: the last "
+                       f"{what} written wins (col2im needs +=)"), {"grad_input": _assigned_grad_input(p, inputs, order)}
+    yield from _undilated(p, inputs, direction)
+    if w.ndim == 4 and p.kh == p.kw and p.kh > 1:
+        yield ("the kernel is transposed (w[o, c, v, u] for w[o, c, u, v]): its rows and columns are "
+               "read the wrong way round"), _ref(p, _with(inputs, w=np.ascontiguousarray(w.transpose(0, 1, 3, 2))),
+                                                 direction)
+    if p.groups == 1 and p.c == p.o and p.c > 1:
+        yield (f"the weight's first two axes are read the wrong way round (w[c, o] for w[o, c]): PyTorch's "
+               f"weight is (out_channels, in_channels/groups, {'kh, kw' if w.ndim == 4 else 'k'})"),\
+            _ref(p, _with(inputs, w=np.ascontiguousarray(np.swapaxes(w, 0, 1))), direction)
+
+
+def _undilated(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
+    """Dilation ignored where the output size is right: taps on consecutive positions, i.e. the
+    undilated convolution's first outputs (and, backward, the gradients of that forward)."""
+    dil = p.dilation if isinstance(p.dilation, tuple) else (p.dilation,)
+    if all(d == 1 for d in dil):
+        return
+    pads, padding = p.pads, p.padding
+    if isinstance(padding, str):  # 'same': the padding of the dilated kernel, as numbers
+        if pads[0::2] != pads[1::2]:
+            return
+        padding = pads[0] if len(pads) == 2 else (pads[0], pads[2])
+    q = _replace(p, dilation=(1,) * len(dil) if isinstance(p.dilation, tuple) else 1, padding=padding)
+    if q is None:
+        return
+    crop = (Ellipsis, *(slice(0, s) for s in p.shapes()["y"][2:]))
+    if direction == "forward":
+        yield ("the dilation is ignored: the kernel's taps read consecutive positions",
+               {"forward": _ref(q, inputs, "forward")["forward"][crop]})
+        return
+    dy = np.zeros(q.shapes()["dy"])
+    dy[crop] = inputs["dy"]
+    yield ("the dilation is ignored: the gradients are those of taps on consecutive positions",
+           _ref(q, _with(inputs, dy=dy), "backward"))
+
+
+def _assigned_grad_input(p: Any, inputs: dict[str, np.ndarray], order: str) -> np.ndarray:
+    """conv2d's grad_input with each contribution assigned (``=``) into the padded buffer, one
+    kernel tap at a time (``order='tap'``, a col2im over taps) or one output window at a time
+    (``'window'``, raster order): what a col2im without ``+=`` returns."""
+    dy, w = np.asarray(inputs["dy"], np.float64), np.asarray(inputs["w"], np.float64)
+    pt, pb, pl, pr = p.pads
+    (sh, sw), (dh, dw), (oh, ow) = p.stride, p.dilation, p.out_hw
+    cg, og = p.c // p.groups, p.o // p.groups
+    dxp = np.zeros((p.n, p.c, p.h + pt + pb, p.w + pl + pr))
+    for gi in range(p.groups):
+        ci, oi = slice(gi * cg, (gi + 1) * cg), slice(gi * og, (gi + 1) * og)
+        # contribution of output (i, j) through tap (u, v): (n, c, u, v, i, j)
+        part = np.einsum("nohw,ocuv->ncuvhw", dy[:, oi], w[oi])
+        if order == "tap":
+            for u in range(p.kh):
+                for v in range(p.kw):
+                    dxp[:, ci, u * dh:u * dh + sh * (oh - 1) + 1:sh, v * dw:v * dw + sw * (ow - 1) + 1:sw] = part[:, :, u, v]
+        else:
+            for i in range(oh):
+                for j in range(ow):
+                    dxp[:, ci, i * sh:i * sh + dh * (p.kh - 1) + 1:dh, j * sw:j * sw + dw * (p.kw - 1) + 1:dw] = part[..., i, j]
+    return dxp[:, :, pt:pt + p.h, pl:pl + p.w]
+
+
+def _pool_padding_suspect(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
+    """The padding taken as zeros that take part (a max of zeros; an average over them)."""
+    ph, pw = p.padding
+    if not (ph or pw) or p.ceil_mode:
+        return
+    q = _replace(p, h=p.h + 2 * ph, w=p.w + 2 * pw, padding=(0, 0))
+    if q is None or q.out_hw != p.out_hw:
+        return
+    xp = np.pad(np.asarray(inputs["x"], np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    got = _ref(q, _with(inputs, x=xp), direction)
+    if direction == "backward":
+        got["grad_input"] = got["grad_input"][:, :, ph:ph + p.h, pw:pw + p.w]
+    what = ("the padding takes part as zeros: max pooling pads with -inf, so the padding never wins"
+            if p.op == "max_pool2d" else "the padding takes part as zeros and the divisor counts it")
+    yield what, got
+
+
+def _max_pool_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
+    yield from _pool_padding_suspect(p, inputs, direction)
+    if direction != "backward":
+        return
+    spec = get_op(p.op)
+    x = np.asarray(inputs["x"], np.float64)
+    dy = np.asarray(inputs["dy"], np.float64).reshape(p.n * p.c, *p.out_hw)
+    every, last, put, wput = (np.zeros((p.n * p.c, p.h, p.w)) for _ in range(4))
+    nc = np.arange(p.n * p.c)
+    for i, j, rows, cols, win, am in spec._windows(p, x):
+        if win is None:
+            continue
+        r_am, c_am = np.asarray(rows)[am // len(cols)], np.asarray(cols)[am % len(cols)]
+        put[nc, r_am, c_am] = dy[:, i, j]
+        ri, ci = np.ix_(rows, cols)
+        wput[:, ri, ci] = 0.0
+        wput[nc, r_am, c_am] = dy[:, i, j]
+        top = win == np.nanmax(win, axis=1, keepdims=True)
+        for k in range(win.shape[1]):
+            r, c = rows[k // len(cols)], cols[k % len(cols)]
+            every[:, r, c] += np.where(top[:, k], dy[:, i, j], 0.0)
+        k_last = win.shape[1] - 1 - np.argmax(top[:, ::-1], axis=1)
+        last[nc, np.asarray(rows)[k_last // len(cols)], np.asarray(cols)[k_last % len(cols)]] += dy[:, i, j]
+    shape = (p.n, p.c, p.h, p.w)
+    yield ("the gradient goes to every tied maximum of a window: PyTorch gives it to one, the first "
+           "in window order"), {"grad_input": every.reshape(shape)}
+    yield ("the gradient goes to the last of tied maxima: PyTorch gives it to the first in window "
+           "order (a strict > when scanning)"), {"grad_input": last.reshape(shape)}
+    yield ("the gradient is assigned (=) at each window's maximum, not added (+=): where overlapping "
+           "windows share a maximum, only the last window's gradient is left"), {"grad_input": put.reshape(shape)}
+    yield ("each window's gradient is assigned (=) over the whole window (a mask times dy), not added: "
+           "a later overlapping window overwrites what an earlier one put there"), {"grad_input": wput.reshape(shape)}
+
+
+def _avg_pool_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
+    if p.divisor_override is None:
+        if any(p.padding):
+            q = _replace(p, count_include_pad=not p.count_include_pad)
+            if q is not None:
+                yield (f"the divisor {'leaves out' if p.count_include_pad else 'counts'} the padding: the case "
+                       f"has count_include_pad={p.count_include_pad}"), _ref(q, inputs, direction)
+        q = _replace(p, divisor_override=p.kh * p.kw)
+        if q is not None:
+            yield (f"every window is divided by kh*kw = {p.kh * p.kw}: a window clipped at the edge is "
+                   "divided by the elements it covers (count_include_pad decides whether padding counts)"),\
+                _ref(q, inputs, direction)
+    yield from _pool_padding_suspect(p, inputs, direction)
+
+
+SUSPECTS: dict[str, Suspect] = {"conv2d": _conv_suspects, "conv1d": _conv_suspects,
+                                "max_pool2d": _max_pool_suspects, "avg_pool2d": _avg_pool_suspects}
+
+
+# --- patterns: where the result is wrong ----------------------------------------------------
+
+_SCALES = (("N times the output positions per channel", lambda s: s[0] * math.prod(s[2:])),
+           ("the output positions per channel", lambda s: math.prod(s[2:])),
+           ("N, the batch size", lambda s: s[0]))
+
+
+def _scale_cause(p: OpParams, g: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> str | None:
+    """The whole result off by one constant factor (a mean for a sum, a sign)."""
+    ee = float(np.sum(exp * exp))
+    if ee == 0 or not np.isfinite(g).all():
+        return None
+    c = float(np.sum(g * exp)) / ee
+    if c == 0 or not (np.abs(g - c * exp) <= tol * max(1.0, abs(c))).all():
+        return None
+    if not _far(c * exp, exp, tol):  # c is 1 to within the bound: no scaling to speak of
+        return None
+    if abs(c + 1) < 1e-3:
+        return "every element has the wrong sign"
+    y = p.shapes()["y"]
+    for name, size in _SCALES:
+        k = size(y)
+        if k > 1 and abs(c * k - 1) < 1e-3:
+            return f"every element is 1/{k} of the reference ({k} = {name}): a mean where it is a sum"
+        if k > 1 and abs(c / k - 1) < 1e-3:
+            return f"every element is {k} times the reference ({k} = {name})"
+    return f"every element is {c:.6g} times the reference"
+
+
+def _window_reaches_padding(p: Any) -> np.ndarray | None:
+    """Per output position (spatial axes), whether its window meets the padding."""
+    if p.op in ("conv2d", "conv1d"):
+        if not any(p.pads):
+            return None
+        q = _replace(p, n=1, c=p.c // p.groups, o=1, groups=1, bias=False)
+        spec = get_op(p.op)
+        sh = q.shapes()
+        full = math.prod(sh["w"])
+        cover = spec.reference_forward(q, np.ones(sh["x"]), np.ones(sh["w"]))[0, 0]
+        return cover < full
+    if p.op in ("max_pool2d", "avg_pool2d"):
+        if not any(p.padding):
+            return None
+        oh, ow = p.out_hw
+        ph, pw = p.padding
+        (sh, sw), (dh, dw) = p.stride, p.dil
+        rows = np.array([any(not 0 <= i * sh - ph + u * dh < p.h for u in range(p.kh)) for i in range(oh)])
+        cols = np.array([any(not 0 <= j * sw - pw + v * dw < p.w for v in range(p.kw)) for j in range(ow)])
+        return rows[:, None] | cols[None, :]
+    return None
+
+
+def _reads(p: Any) -> np.ndarray | None:
+    """Per input position (spatial axes), how many (output, tap) pairs read it (convolutions)."""
+    if p.op not in ("conv2d", "conv1d"):
+        return None
+    q = _replace(p, n=1, c=1, o=1, groups=1, bias=False)
+    sh = q.shapes()
+    return get_op(p.op).reference_backward(q, np.ones(sh["dy"]), np.zeros(sh["x"]), np.ones(sh["w"]))[0][0, 0]
+
+
+def _where_cause(p: OpParams, vdir: str, bad: np.ndarray) -> str | None:
+    """Named patterns of the wrong elements: a proper part of the result, told by position."""
+    if not bad.any() or bad.all():
+        return None
+    if vdir in ("forward", "grad_input") and bad.shape[0] > 1:
+        samples = np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0]
+        if len(samples) < bad.shape[0]:
+            which = ", ".join(str(int(s)) for s in samples[:5]) + (", ..." if len(samples) > 5 else "")
+            return f"only sample(s) {which} of the batch are wrong, the others are right"
+    spatial = bad.reshape(*bad.shape[:2], -1).any(axis=(0, 1)).reshape(bad.shape[2:])
+    if vdir == "forward":
+        edge = _window_reaches_padding(p)
+        if edge is not None and edge.any() and not edge.all() and not (spatial & ~edge).any():
+            return ("only outputs whose window reaches into the padding are wrong: check how the "
+                    "input is padded (amount, sides, the value padded with)")
+    if vdir == "grad_input":
+        reads = _reads(p)
+        if reads is not None:
+            shared = reads > 1
+            if shared.any() and not shared.all() and not (spatial & ~shared).any():
+                return ("only input positions that more than one window reads are wrong: their "
+                        "contributions must be added (+=), not assigned (col2im)")
+            unread = reads == 0
+            if unread.any() and not (spatial & ~unread).any():
+                return ("only input positions that no window reads are wrong (the stride or "
+                        "dilation skips them): their gradient is 0")
+    return None
+
+
+def _telling(alt: np.ndarray | None, g: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> bool:
+    """``g`` matches ``alt`` everywhere, and ``alt`` is told apart from the reference (a mistake
+    that leaves this result as it is, like a transposed kernel for ``grad_weight``, names nothing;
+    neither does an all-zero suspect: that is said as such)."""
+    return (alt is not None and alt.shape == g.shape and bool(alt.any())
+            and bool((np.abs(g - alt) <= tol).all()) and _far(alt, exp, tol))
+
+
+def _far(alt: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> bool:
+    """``alt`` differs from the reference by far more than the tolerance somewhere: a result
+    within the tolerance of both must not be read as the mistake (a real mistake misses the
+    reference by thousands of bounds, rounding and noise by a few)."""
+    return not bool((np.abs(exp - alt) <= DISTINCT * tol).all())
+
+
+def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir: str, got: Any,
+                exp: np.ndarray, bnd: np.ndarray) -> str | None:
+    """The likely cause of a failed value check, or None.
+
+    Parameters
+    ----------
+    p, inputs, direction :
+        The case, the inputs the implementation was given and the contract direction
+        (``forward`` or ``backward``).
+    vdir : str
+        The value direction that failed (``forward``, ``grad_input``, ...).
+    got, exp : array
+        The implementation's result and the reference, of the same shape.
+    bnd : array
+        The check's elementwise bound on ``|got - exp|`` (for the exact tier, the direct
+        method's bound: a suspect's recomputation may round where the exact fill did not).
+    """
+    try:
+        g = np.asarray(got, np.float64)
+        if g.shape != exp.shape:
+            return None
+        tol = SLACK * np.broadcast_to(bnd, exp.shape)
+        if exp.any() and not g.any():
+            return "it is all zeros: never written, or returned before it is filled"
+        if _elements(p) <= MAX_ELEMENTS:
+            # every mistake that gives this result is named (at batch 2, "sample 0 left out" and
+            # "only the last sample" are one result)
+            named = [what for what, alt in SUSPECTS.get(p.op, lambda *a: iter(()))(p, inputs, direction)
+                     if _telling(alt.get(vdir), g, exp, tol)]
+            if named:
+                return ", or ".join(dict.fromkeys(named))
+        scale = _scale_cause(p, g, exp, tol)
+        if scale:
+            return scale
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(g - exp) <= tol)
+        return _where_cause(p, vdir, bad)
+    except Exception:  # a diagnosis never takes a check down
+        return None
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+def _conv_shapes(p: Any, vdir: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    two = p.op == "conv2d"
+    if vdir == "forward":
+        sizes = (p.h, p.w) if two else (p.l,)
+        ks = (p.kh, p.kw) if two else (p.k,)
+        st = p.stride if two else (p.stride,)
+        dl = p.dilation if two else (p.dilation,)
+        pads = ((p.pads[0], p.pads[1]), (p.pads[2], p.pads[3])) if two else (p.pads,)
+
+        def shape(k=ks, s=st, d=dl, pad=tuple(a + b for a, b in pads), ceil=False):
+            return (p.n, p.o, *(out_size(*a, ceil) for a in zip(sizes, k, s, d, pad)))
+
+        if any(map(any, pads)):
+            yield "the padding is ignored", shape(pad=(0,) * len(sizes))
+            yield "the input is padded on one side only", shape(pad=tuple(max(a, b) for a, b in pads))
+        if any(s != 1 for s in st):
+            yield "the stride is ignored (taken as 1)", shape(s=(1,) * len(st))
+        if any(d != 1 for d in dl):
+            yield "the dilation is ignored (taken as 1)", shape(d=(1,) * len(dl))
+        if two:
+            yield "the stride's height and width are swapped", shape(s=st[::-1])
+            yield "the padding's height and width are swapped", shape(pad=tuple(a + b for a, b in pads)[::-1])
+            yield "the dilation's height and width are swapped", shape(d=dl[::-1])
+            yield "the kernel's height and width are swapped (read from w.shape the wrong way round)", shape(k=ks[::-1])
+        yield "the output size is rounded up (ceil) where PyTorch rounds down", shape(ceil=True)
+    elif vdir == "grad_input":
+        if two:
+            pt, pb, pl, pr = p.pads
+            yield ("grad_input still holds the padding: crop it to the input's shape",
+                   (p.n, p.c, p.h + pt + pb, p.w + pl + pr))
+        else:
+            yield "grad_input still holds the padding: crop it to the input's shape", (p.n, p.c, p.l + sum(p.pads))
+
+
+def _pool_shapes(p: Any, vdir: str) -> Iterator[tuple[str, tuple[int, ...]]]:
+    if vdir != "forward":
+        return
+    variants = [("the padding is ignored", dict(padding=(0, 0))),
+                ("the stride is ignored (taken as 1)", dict(stride=(1, 1))),
+                ("the stride is taken as the kernel size (PyTorch's default when none is given)",
+                 dict(stride=(p.kh, p.kw))),
+                ("the stride's height and width are swapped", dict(stride=p.stride[::-1])),
+                (f"the output size is rounded {'down (floor) where ceil_mode rounds up' if p.ceil_mode else 'up (ceil) where PyTorch rounds down'}",
+                 dict(ceil_mode=not p.ceil_mode))]
+    if p.op == "max_pool2d":
+        variants.append(("the dilation is ignored (taken as 1)", dict(dilation=(1, 1))))
+    for what, change in variants:
+        q = _replace(p, **change)
+        if q is not None:
+            yield what, q.shapes()["y"]
+    if p.ceil_mode:
+        oh, ow = p.out_hw
+        full = tuple(-(-(size + 2 * pad - d * (k - 1) - 1) // s) + 1 for size, k, s, d, pad in
+                     zip((p.h, p.w), (p.kh, p.kw), p.stride, p.dil, p.padding))
+        yield ("a last window that starts in the padding is kept: PyTorch drops it in ceil_mode",
+               (p.n, p.c, *full))
+
+
+def shape_cause(p: OpParams, vdir: str, got_shape: tuple[int, ...]) -> str | None:
+    """The likely cause of a result of shape ``got_shape`` where ``vdir``'s shape is another, or None."""
+    try:
+        want = p.shapes()["y" if vdir == "forward" else vdir]
+        got_shape = tuple(int(s) for s in got_shape)
+        if got_shape == want:
+            return None
+        gen = {"conv2d": _conv_shapes, "conv1d": _conv_shapes}.get(p.op, _pool_shapes)
+        # several mistakes can give one shape (stride 2 rounds one-sided and no padding alike): all are named
+        named = [what for what, shape in gen(p, vdir) if tuple(shape) == got_shape and tuple(shape) != want]
+        if named:
+            return ", or ".join(dict.fromkeys(named))
+        if sorted(got_shape) == sorted(want):
+            hint = ", channels last" if len(want) >= 3 and got_shape == (want[0], *want[2:], want[1]) else ""
+            return f"the right axes in another order{hint}: PyTorch's order is {want}"
+        if math.prod(got_shape) == math.prod(want):
+            return f"the right number of elements in another shape: reshape to {want}"
+    except Exception:  # a diagnosis never takes a check down
+        return None
+    return None
