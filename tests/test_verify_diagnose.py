@@ -312,6 +312,15 @@ def _independent(name):
         "dilation ignored backward": conv("n2c3l12o4k3s1p1d2", "grad_weight",
                                           lambda p, i: _conv1d_undilated_grad_weight(p, i),
                                           "the dilation is ignored", op="conv1d"),
+        "stride ignored in the indexing": conv("n2c3h9w9o4k3s2p1", "forward",
+                                               lambda p, i: F.conv2d(torch.tensor(np.asarray(i["x"], np.float64)),
+                                                                     torch.tensor(np.asarray(i["w"], np.float64)),
+                                                                     torch.tensor(np.asarray(i["b"], np.float64)),
+                                                                     1, 1).numpy()[:, :, :5, :5],
+                                               "the stride is ignored in the indexing", "forward"),
+        "stride ignored in the indexing, backward": conv("n2c3h9w9o4k3s2p1", "grad_input",
+                                                         lambda p, i: _strideless_grad_input(p, i),
+                                                         "the stride is ignored in the indexing"),
         "ties to the last": ("max_pool2d", "n2c3h6w6k2s1", "backward", "grad_input",
                              lambda p, i: _max_pool_backward_loop(p, i["x"], i["dy"], _ties_last),
                              "the last of tied maxima"),
@@ -326,6 +335,14 @@ def _independent(name):
     return table[name]
 
 
+def _strideless_grad_input(p, i):
+    """grad_input of a forward that reads x[i + u] for output i (stride left out of the indexing)."""
+    tx = _t(i["x"])
+    y = F.conv2d(tx, torch.tensor(np.asarray(i["w"], np.float64)), None, 1, p.padding)[:, :, :p.out_hw[0], :p.out_hw[1]]
+    y.backward(torch.tensor(np.asarray(i["dy"], np.float64)))
+    return tx.grad.numpy()
+
+
 def _conv1d_undilated_grad_weight(p, i):
     tx, tw = _t(i["x"]), _t(i["w"])
     y = F.conv1d(tx, tw, None, p.stride, p.padding, 1, p.groups)
@@ -338,6 +355,7 @@ def _conv1d_undilated_grad_weight(p, i):
 @pytest.mark.parametrize("name", ["bias twice", "flipped backward", "grad_weight flipped", "grad_input flipped",
                                   "kernel transposed", "channels swapped", "last sample left out",
                                   "only the last sample", "col2im by window", "dilation ignored backward",
+                                  "stride ignored in the indexing", "stride ignored in the indexing, backward",
                                   "ties to the last", "max window assigned", "avg divided by kh*kw"])
 def test_each_suspect_fires_on_its_mistake(name):
     op, desc, direction, vdir, make, words = _independent(name)

@@ -118,7 +118,8 @@ def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Ite
             for order, what in (("tap", "kernel tap"), ("window", "window")):
                 yield (f"overlapping windows' contributions to grad_input are assigned, not added: the last "
                        f"{what} written wins (col2im needs +=)"), {"grad_input": _assigned_grad_input(p, inputs, order)}
-    yield from _undilated(p, inputs, direction)
+    for field in ("dilation", "stride"):
+        yield from _ignored(p, inputs, direction, field)
     if w.ndim == 4 and p.kh == p.kw and p.kh > 1:
         yield ("the kernel is transposed (w[o, c, v, u] for w[o, c, u, v]): its rows and columns are "
                "read the wrong way round"), _ref(p, _with(inputs, w=np.ascontiguousarray(w.transpose(0, 1, 3, 2))),
@@ -129,29 +130,37 @@ def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Ite
             _ref(p, _with(inputs, w=np.ascontiguousarray(np.swapaxes(w, 0, 1))), direction)
 
 
-def _undilated(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
-    """Dilation ignored where the output size is right: taps on consecutive positions, i.e. the
-    undilated convolution's first outputs (and, backward, the gradients of that forward)."""
-    dil = p.dilation if isinstance(p.dilation, tuple) else (p.dilation,)
-    if all(d == 1 for d in dil):
+_IGNORED = {"dilation": ("the dilation is ignored: the kernel's taps read consecutive positions",
+                         "the dilation is ignored: the gradients are those of taps on consecutive positions"),
+            "stride": ("the stride is ignored in the indexing (output i reads from i + u, not i*stride + u), "
+                       "though the output size is right",
+                       "the stride is ignored in the indexing (output i taken to read from i + u, not "
+                       "i*stride + u): the gradients are those of that forward")}
+
+
+def _ignored(p: Any, inputs: dict[str, np.ndarray], direction: str, field: str) -> Iterator[tuple[str, Results]]:
+    """``field`` (stride or dilation) ignored where the output size is right: the convolution
+    with that field 1 gives the same outputs for its first ``OH x OW`` (and, backward, the
+    gradients of that forward, ``dy`` put in those outputs)."""
+    value = getattr(p, field)
+    vals = value if isinstance(value, tuple) else (value,)
+    if all(v == 1 for v in vals):
         return
     pads, padding = p.pads, p.padding
     if isinstance(padding, str):  # 'same': the padding of the dilated kernel, as numbers
         if pads[0::2] != pads[1::2]:
             return
         padding = pads[0] if len(pads) == 2 else (pads[0], pads[2])
-    q = _replace(p, dilation=(1,) * len(dil) if isinstance(p.dilation, tuple) else 1, padding=padding)
+    q = _replace(p, **{field: (1,) * len(vals) if isinstance(value, tuple) else 1}, padding=padding)
     if q is None:
         return
     crop = (Ellipsis, *(slice(0, s) for s in p.shapes()["y"][2:]))
     if direction == "forward":
-        yield ("the dilation is ignored: the kernel's taps read consecutive positions",
-               {"forward": _ref(q, inputs, "forward")["forward"][crop]})
+        yield _IGNORED[field][0], {"forward": _ref(q, inputs, "forward")["forward"][crop]}
         return
     dy = np.zeros(q.shapes()["dy"])
     dy[crop] = inputs["dy"]
-    yield ("the dilation is ignored: the gradients are those of taps on consecutive positions",
-           _ref(q, _with(inputs, dy=dy), "backward"))
+    yield _IGNORED[field][1], _ref(q, _with(inputs, dy=dy), "backward")
 
 
 def _assigned_grad_input(p: Any, inputs: dict[str, np.ndarray], order: str) -> np.ndarray:
