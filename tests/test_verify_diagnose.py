@@ -24,6 +24,10 @@ TESTS = Path(__file__).parent
 # spec -> (op, cases by edge-suite id or descriptor, value or shape direction that fails, words of its cause)
 CAUSES = {
     "planted/flipped_kernel.py:conv2d": ("conv2d", ["basic.3x3"], "forward", "the kernel is flipped"),
+    "planted/im2col_order.py:conv2d": ("conv2d", ["basic.3x3"], "forward",
+                                       "the patch matrix's columns and the flattened weight are in different orders"),
+    "planted/stride_not_indexed.py:conv2d": ("conv2d", ["stride.remainder"], "forward",
+                                             "the stride is ignored in the indexing"),
     "planted/ignored_bias.py:conv2d": ("conv2d", ["basic.3x3"], "forward", "the bias is not added"),
     "planted/kernel_swapped.py:conv2d": ("conv2d", ["nonsquare.kernel"], "forward",
                                          "the kernel's height and width are swapped"),
@@ -299,6 +303,12 @@ def _independent(name):
                                  lambda p, i: _torch_conv2d(p, i["x"], i["w"], i["b"], i["dy"],
                                                             wmap=lambda w: w.transpose(0, 1))["grad_input"],
                                  "first two axes are read the wrong way round"),
+        # patches (c, u, v) against a weight flattened channels-last, w.transpose(0, 2, 3, 1).reshape(O, -1)
+        "weight flattened channels-last": conv("n2c3h6w6o4k3s1p1", "grad_input",
+                                               lambda p, i: _torch_conv2d(
+                                                   p, i["x"], np.ascontiguousarray(i["w"].transpose(0, 2, 3, 1)).reshape(
+                                                       i["w"].shape), i["b"], i["dy"])["grad_input"],
+                                               "the patch matrix's columns and the flattened weight are in different orders"),
         "last sample left out": conv("n3c2h5w5o2k3s1p1", "grad_weight",
                                      lambda p, i: _torch_conv2d(p, i["x"][:-1], i["w"], i["b"], i["dy"][:-1])["grad_weight"],
                                      "the last sample is left out"),
@@ -353,7 +363,8 @@ def _conv1d_undilated_grad_weight(p, i):
 
 
 @pytest.mark.parametrize("name", ["bias twice", "flipped backward", "grad_weight flipped", "grad_input flipped",
-                                  "kernel transposed", "channels swapped", "last sample left out",
+                                  "kernel transposed", "channels swapped", "weight flattened channels-last",
+                                  "last sample left out",
                                   "only the last sample", "col2im by window", "dilation ignored backward",
                                   "stride ignored in the indexing", "stride ignored in the indexing, backward",
                                   "ties to the last", "max window assigned", "avg divided by kh*kw"])

@@ -124,6 +124,18 @@ def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Ite
         yield ("the kernel is transposed (w[o, c, v, u] for w[o, c, u, v]): its rows and columns are "
                "read the wrong way round"), _ref(p, _with(inputs, w=np.ascontiguousarray(w.transpose(0, 1, 3, 2))),
                                                  direction)
+    cg, taps = w.shape[1], math.prod(w.shape[2:])
+    if cg > 1 and taps > 1:
+        # an im2col whose patch columns run (taps, channels) against a weight flattened
+        # (channels, taps), or the other way round: the GEMM pairs each patch value with another
+        # weight of the same filter
+        o, ks = w.shape[0], w.shape[2:]
+        for eff in (w.reshape(o, *ks, cg).transpose(0, w.ndim - 1, *range(1, w.ndim - 1)),
+                    w.transpose(0, *range(2, w.ndim), 1).reshape(w.shape)):
+            got = _ref(p, _with(inputs, w=np.ascontiguousarray(eff)), direction)
+            yield ("the patch matrix's columns and the flattened weight are in different orders (taps "
+                   "then channels against channels then taps, as w.reshape(O, -1) is): each patch value "
+                   "meets another weight of its filter"), {k: v for k, v in got.items() if k != "grad_weight"}
     if p.groups == 1 and p.c == p.o and p.c > 1:
         yield (f"the weight's first two axes are read the wrong way round (w[c, o] for w[o, c]): PyTorch's "
                f"weight is (out_channels, in_channels/groups, {'kh, kw' if w.ndim == 4 else 'k'})"),\
