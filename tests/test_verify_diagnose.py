@@ -144,6 +144,13 @@ def test_all_zeros_scale_and_sign():
     assert "2.5 times the reference" in _cause(p, inputs, "forward", "forward", 2.5 * expected(p, inputs, "forward")["forward"])
 
 
+def test_a_sum_where_the_mean_belongs():
+    p, inputs = _case("n2c3h6w6k3s3", "avg_pool2d")
+    y = expected(p, inputs, "forward")["forward"]
+    assert "9 times the reference (9 = the window size): a sum where it is a mean" in \
+        _cause(p, inputs, "forward", "forward", 9 * y)
+
+
 def test_where_the_result_is_wrong():
     # only some samples
     p, inputs = _case("n3c2h6w6o2k3s1p1")

@@ -271,9 +271,13 @@ SUSPECTS: dict[str, Suspect] = {"conv2d": _conv_suspects, "conv1d": _conv_suspec
 
 # --- patterns: where the result is wrong ----------------------------------------------------
 
-_SCALES = (("N times the output positions per channel", lambda s: s[0] * math.prod(s[2:])),
-           ("the output positions per channel", lambda s: math.prod(s[2:])),
-           ("N, the batch size", lambda s: s[0]))
+def _scales(p: Any) -> list[tuple[str, int]]:
+    """The factors a mean-for-a-sum mistake (or the reverse) divides or multiplies by."""
+    y = p.shapes()["y"]
+    window = p.k if p.op == "conv1d" else p.kh * p.kw
+    return [("N times the output positions per channel", y[0] * math.prod(y[2:])),
+            ("the output positions per channel", math.prod(y[2:])), ("N, the batch size", y[0]),
+            ("the window size" if p.op.endswith("pool2d") else "the kernel's taps", window)]
 
 
 def _scale_cause(p: OpParams, g: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> str | None:
@@ -288,13 +292,11 @@ def _scale_cause(p: OpParams, g: np.ndarray, exp: np.ndarray, tol: np.ndarray) -
         return None
     if abs(c + 1) < 1e-3:
         return "every element has the wrong sign"
-    y = p.shapes()["y"]
-    for name, size in _SCALES:
-        k = size(y)
+    for name, k in _scales(p):
         if k > 1 and abs(c * k - 1) < 1e-3:
             return f"every element is 1/{k} of the reference ({k} = {name}): a mean where it is a sum"
         if k > 1 and abs(c / k - 1) < 1e-3:
-            return f"every element is {k} times the reference ({k} = {name})"
+            return f"every element is {k} times the reference ({k} = {name}): a sum where it is a mean"
     return f"every element is {c:.6g} times the reference"
 
 
