@@ -15,6 +15,7 @@ from convbench.cases import get_suite, parse_descriptor
 from convbench.ops import get_op
 from convbench.registry import load_impl
 from convbench.verify import diagnose, format_report, run_checks
+from convbench.verify.report import causes_of
 from convbench.verify.diagnose import shape_cause, value_cause
 from convbench.verify.oracle import expected
 from convbench.verify.tolerance import bound
@@ -96,8 +97,24 @@ def test_a_classic_mistake_is_named(spec):
     for r in recs:
         if r["check"] == "shape" and r["status"] == "failed":
             assert f"likely cause: " in r["message"] and words in r["message"], r["message"]
-    # and the text report puts it on a line of its own
-    assert f"  likely cause: " in format_report(recs)
+    # and the text report puts it on a line of its own, and counts it at the end
+    text = format_report(recs)
+    assert f"  likely cause: " in text
+    tally = text.partition("likely causes (failed checks):\n")[2].partition("\n\nFAILED")[0]
+    assert words in tally, text[-600:]
+    assert sum(int(line.split()[0]) for line in tally.splitlines()) >= len(value)
+
+
+def test_causes_are_read_back_from_both_message_forms():
+    value = {"message": "forward: 4 of 4 elements exceed the bound; likely cause: the bias is not added; "
+                        "first bad: [0]: expected 1, got 2"}
+    shape = {"message": "grad_input has shape (1, 2, 5, 5), expected (1, 2, 3, 3) (likely cause: grad_input still "
+                        "holds the padding: crop it to the input's shape); grad_weight has shape (2,), expected (2, 2) "
+                        "(likely cause: the stride is ignored (taken as 1)); grad_bias is None, expected shape (2,)"}
+    assert causes_of(value) == ["the bias is not added"]
+    assert causes_of(shape) == ["grad_input still holds the padding: crop it to the input's shape",
+                                "the stride is ignored (taken as 1)"]
+    assert causes_of({"status": "error", "message": "forward raised ValueError: (likely cause: x)"}) == []
 
 
 @pytest.mark.parametrize("spec", sorted(UNMODELLED))

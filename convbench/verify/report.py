@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-__all__ = ["format_report", "format_failure", "STATUSES", "FAILING"]
+__all__ = ["format_report", "format_failure", "causes_of", "STATUSES", "FAILING"]
 
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "skipped", "unsupported")
 FAILING = ("failed", "error", "timeout", "crashed")
@@ -12,6 +12,20 @@ FAILING = ("failed", "error", "timeout", "crashed")
 
 def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.3g}"
+
+
+def causes_of(r: dict[str, Any]) -> list[str]:
+    """The likely causes a failed record's message names (convbench.verify.diagnose); none for
+    an error, timeout or crash, whose message is the implementation's own."""
+    if r.get("status", "failed") != "failed":
+        return []
+    msg = r.get("message") or ""
+    head = msg.partition("; first bad: ")[0]
+    if "; likely cause: " in head:
+        return [head.partition("; likely cause: ")[2]]
+    # the shape check's form: problems joined by "; ", each "... (likely cause: CAUSE)"
+    return [part.partition("(likely cause: ")[2][:-1] for part in msg.split("; ")
+            if "(likely cause: " in part and part.endswith(")")]
 
 
 def format_failure(r: dict[str, Any], checks: list[str] | None = None) -> str:
@@ -80,6 +94,11 @@ def format_report(records: list[dict[str, Any]]) -> str:
             same.setdefault(key, []).append(r)
         out += ["", f"{len(bad)} problem(s):", ""]
         out += [format_failure(rs[0], [r["check"] for r in rs]) + "\n" for rs in same.values()]
+        causes = Counter(c for r in bad for c in causes_of(r))
+        if causes:  # the answer in brief, after pages of failures
+            out.append("likely causes (failed checks):")
+            out += [f"  {n:4d}  {c}" for c, n in causes.most_common()]
+            out.append("")
         out.append(f"FAILED: {len(bad)} of {len(records)} checks failed")
     else:
         n = sum(c["passed"] for c in counts.values())
