@@ -128,10 +128,19 @@ def overview(cases: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_checks(bad: pd.DataFrame) -> pd.DataFrame:
+    """The failed checks as shown: the likely cause the message names (if any) in a column of
+    its own, the message without it."""
+    from convbench.verify.report import causes_of
+
+    recs = bad.to_dict("records")
+    causes = ["; ".join(causes_of({"status": r["status"], "message": r.get("message") or ""})) for r in recs]
+    messages = [str(r.get("message") or "") for r in recs]
+    messages = [m.replace(f"; likely cause: {c}", "") if c and "; likely cause: " in m else m
+                for m, c in zip(messages, causes)]
     return pd.DataFrame({"impl": bad["impl"], "case": bad["case"], "direction": bad["direction"],
                          "check": bad["check"], "status": bad["status"],
                          "err_ratio": [fmt_num(v, 2) for v in pd.to_numeric(bad["err_ratio"], errors="coerce")],
-                         "message": bad["message"].fillna(""), "repro": bad["repro"].fillna("")})
+                         "likely cause": causes, "message": messages, "repro": bad["repro"].fillna("")})
 
 
 def overviews(cases: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

@@ -103,7 +103,8 @@ def check_records(impls: tuple[str, ...] = tuple(IMPLS), bad: str | None = None)
                 out.append({"impl": impl, "op": "conv2d", "case": cid, "direction": d, "check": "random_values",
                             "status": "failed" if fail else "passed", "max_abs_err": 3.0 if fail else 1e-6,
                             "err_ratio": 40.0 if fail else 0.05, "tolerance": 1e-4,
-                            "message": "grad_weight off at index (0, 1, 2, 0)" if fail else "",
+                            "message": ("grad_weight: 4 of 4 elements exceed the bound; likely cause: grad_weight "
+                                        "is flipped; first bad: [0, 1, 2, 0]: expected 1, got 4") if fail else "",
                             "repro": f"convbench check --impl {impl} --case {cid}"})
     return out
 

@@ -293,6 +293,9 @@ def test_html_is_self_contained_and_escaped(written):
     assert page.count("data:image/png;base64,") >= 8
     assert "Fake CPU 2 cores" in page and "mkl 2024 avx512" in page  # machine fingerprints in the header
     assert "Failed checks" in page
+    # the likely cause in a column of its own, and out of the message beside it
+    assert "<th>likely cause</th>" in page and "<td>grad_weight is flipped</td>" in page
+    assert "exceed the bound; first bad: [0, 1, 2, 0]" in page and "bound; likely cause" not in page
 
 
 def test_markdown_escapes_and_links_plots(written):
