@@ -19,6 +19,14 @@ def pad_input(x, p):
     return np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
 
 
+def prologue(x, w, stride, padding):
+    """What every loop of a function-style conv starts with: the stride pair, the output size and
+    the padded input."""
+    s, p = pair(stride), pair(padding)
+    oh, ow = out_hw(x.shape[2], x.shape[3], w.shape[2:], s, p)
+    return s, oh, ow, pad_input(x, p)
+
+
 def im2col(x, k, s, p):
     """(N*OH*OW, C*kh*kw) patch matrix."""
     n, c, h, w = x.shape

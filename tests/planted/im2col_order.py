@@ -1,15 +1,13 @@
 """An im2col whose patch columns run (kh, kw, C) while the weight is flattened (C, kh, kw)."""
 import numpy as np
 
-from _base import out_hw, pad_input, pair
+from _base import prologue
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
-    s, p = pair(stride), pair(padding)
-    n, c, h, wd = x.shape
+    s, oh, ow, xp = prologue(x, w, stride, padding)
+    n, c = x.shape[:2]
     o, _, kh, kw = w.shape
-    oh, ow = out_hw(h, wd, (kh, kw), s, p)
-    xp = pad_input(x, p)
     cols = np.empty((n, oh, ow, kh, kw, c), x.dtype)
     for u in range(kh):
         for v in range(kw):

@@ -2,19 +2,16 @@
 (i, j), not (i*stride, j*stride)."""
 import numpy as np
 
-from _base import out_hw, pad_input, pair
+from _base import prologue
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
-    s, p = pair(stride), pair(padding)
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    oh, ow = out_hw(h, wd, (kh, kw), s, p)
-    xp = pad_input(x, p)
-    y = np.zeros((n, o, oh, ow), x.dtype)
+    _, oh, ow, xp = prologue(x, w, stride, padding)
+    kh, kw = w.shape[2:]
+    y = np.zeros((x.shape[0], w.shape[0], oh, ow), x.dtype)
     for i in range(oh):
         for j in range(ow):
-            patch = xp[:, :, i:i + kh, j:j + kw]  # BUG: i*s[0], j*s[1]
+            patch = xp[:, :, i:i + kh, j:j + kw]  # BUG: i*stride, j*stride
             y[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
     if b is not None:
         y += b[None, :, None, None]
