@@ -191,3 +191,40 @@ def test_more_cores_measure_a_larger_gemm_too(monkeypatch):
     g = machine.gemm_peak("float32")  # 2048^3 in 4 s beats 1024^3 in 1 s by 2x
     assert sizes == [1024, 2048] and g["n"] == 2048 and g["peak"] == pytest.approx(2 * 2048**3 / 4.0 / 1e9)
     assert machine.gemm_peak("float32", n=512)["n"] == 512 and sizes[-1] == 512
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512bw avx512_vnni avx512_bf16
+
+processor\t: 1
+cpu family\t: 23
+model\t\t: 1
+flags\t\t: fpu sse
+"""
+
+
+def test_cpu_isa_names_family_model_and_vector_extensions(tmp_path, monkeypatch):
+    """A generic model name ("AMD EPYC") hides whether the CPU has AVX-512: the fingerprint says
+    it, the record's cpu shows it, and the id does not change with it (old records keep their
+    machine)."""
+    import builtins
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO)
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k))
+    isa = machine._cpu_isa()
+    assert isa == "family 25 model 17; avx2 fma avx512f avx512_vnni avx512_bf16"  # the first processor only
+    fp = machine.fingerprint()
+    assert fp["cpu_isa"] == isa
+    assert machine.machine_record(fp, {})["cpu"] == f"AMD EPYC ({isa})"
+    assert isa in machine.describe(fp)
+    assert fp["id"] == machine._hash({**fp, "cpu_isa": None})
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM\nFeatures\t: fp asimd sve\n")
+    assert machine._cpu_isa() == "asimd sve"
+    info.unlink()
+    assert machine._cpu_isa() is None

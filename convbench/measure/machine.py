@@ -40,6 +40,34 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the vector extensions that decide which BLAS kernel can run (a generic model name, "AMD EPYC",
+#: hides whether the CPU has AVX-512)
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def _cpu_isa() -> str | None:
+    """``family F model M; <vector extensions>`` from /proc/cpuinfo (None where it is not there)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if not sep or key in fields:
+                    if not line.strip() and fields:  # the first processor is enough
+                        break
+                    continue
+                fields[key] = value.strip()
+    except OSError:
+        return None
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    isa = " ".join(x for x in _ISA_FLAGS if x in flags)
+    ident = (f"family {fields['cpu family']} model {fields['model']}"
+             if "cpu family" in fields and "model" in fields else "")
+    text = "; ".join(x for x in (ident, isa) if x)
+    return text or None
+
+
 def _blas() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
@@ -94,6 +122,7 @@ def fingerprint() -> dict[str, Any]:
     fp: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "cpu": _cpu_model(),
+        "cpu_isa": _cpu_isa(),  # informational: not part of the id (old records keep their machine)
         "arch": platform.machine(),
         "cores_logical": logical,
         "cores_physical": physical,
@@ -321,7 +350,10 @@ def machine_record(fp: dict[str, Any], pk: dict[str, Any]) -> dict[str, Any]:
     blas = next((b for b in fp.get("blas", []) if b.get("user_api") == "blas"), {})
     blas_s = " ".join(str(x) for x in (blas.get("internal_api"), blas.get("version"),
                                        blas.get("architecture"), f"{blas.get('num_threads')}t" if blas else None) if x)
-    return {"id": fp["id"], "hostname": fp.get("hostname"), "cpu": fp.get("cpu"), "blas": blas_s or None,
+    cpu = fp.get("cpu")
+    if cpu and fp.get("cpu_isa"):
+        cpu = f"{cpu} ({fp['cpu_isa']})"
+    return {"id": fp["id"], "hostname": fp.get("hostname"), "cpu": cpu, "blas": blas_s or None,
             "gpu": fp.get("gpu"), "peak_gflops": pk.get("peak_gflops"), "peak_gbps": pk.get("peak_gbps"),
             **{k: pk[k] for k in ("gpu_peak_gflops", "gpu_peak_gbps", "gpu_float32_math") if pk.get(k) is not None}}
 
@@ -338,7 +370,7 @@ def describe(fp: dict[str, Any], pk: dict[str, Any] | None = None) -> str:
     """A few readable lines: the fingerprint and the peaks."""
     lines = [f"machine {fp['id']}  {fp.get('hostname')}",
              f"  cpu      {fp.get('cpu')} ({fp.get('arch')}), {fp.get('cores_logical')} logical / "
-             f"{fp.get('cores_physical')} physical cores",
+             f"{fp.get('cores_physical')} physical cores" + (f"; {fp['cpu_isa']}" if fp.get("cpu_isa") else ""),
              f"  python   {fp.get('python')}  numpy {fp.get('numpy')}  torch {fp.get('torch')} "
              f"({fp.get('torch_threads')} threads)"]
     for b in fp.get("blas", []):
