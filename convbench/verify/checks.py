@@ -20,7 +20,7 @@ import numpy as np
 
 from convbench.cases import Case
 from convbench.ops import get_op
-from convbench.verify.diagnose import shape_cause, value_cause
+from convbench.verify.diagnose import shape_cause, suspect_results, value_cause
 from convbench.verify.oracle import expected, run_impl, value_directions
 from convbench.verify.tolerance import bound, describe, err_ratio
 
@@ -132,16 +132,23 @@ def with_cause(msg: str, cause: str | None) -> str:
     return f"{head}{CAUSE}{cause}{sep}{rest}"
 
 
-def _cause(case: Case, inputs: dict[str, np.ndarray], direction: str, d: str, got: Any,
-           exp: np.ndarray, algorithm: str) -> str | None:
-    """Why a failed value direction is wrong, when it matches a classic mistake (see diagnose)."""
-    shape = getattr(got, "shape", None)
-    if shape is not None and tuple(shape) != exp.shape:
-        return shape_cause(case.params, d, shape)
-    if got is None:
-        return None
-    p = case.params
-    return value_cause(p, inputs, direction, d, got, exp, bound(algorithm, p.op, p, d, case.dtype, inputs))
+def _add_causes(records: list[dict[str, Any]], case: Case, inputs: dict[str, np.ndarray], direction: str,
+                got: dict[str, Any], ref: dict[str, np.ndarray], bounds: dict[str, np.ndarray]) -> None:
+    """Append to each failed value record of one call why it is wrong, where it matches a classic
+    mistake (see diagnose); the mistakes are recomputed once for all the call's directions."""
+    p, suspects = case.params, None
+    for r in records:
+        d = r["direction"]
+        if r["status"] != "failed" or got.get(d) is None:
+            continue
+        shape = getattr(got[d], "shape", None)
+        if shape is not None and tuple(shape) != ref[d].shape:
+            cause = shape_cause(p, d, shape)
+        else:
+            if suspects is None:
+                suspects = suspect_results(p, inputs, direction)
+            cause = value_cause(p, inputs, direction, d, got[d], ref[d], bounds[d], suspects=suspects)
+        r["message"] = with_cause(r["message"], cause)
 
 
 # --- value tiers -----------------------------------------------------------------------------
@@ -168,11 +175,15 @@ def check_exact(impl: Any, case: Case, directions: list[str]) -> list[dict[str, 
             out += _errors("exact", case, direction, exc, True)
             continue
         ref = expected(p, inputs, direction)
+        recs = []
         for d in vdirs:
             st, e, r, t, msg = compare(got.get(d), ref[d], None, d)
-            if st == "failed":
-                msg = with_cause(msg, _cause(case, inputs, direction, d, got.get(d), ref[d], info.algorithm))
-            out.append(_rec(d, "exact", st, msg, e, r, t))
+            recs.append(_rec(d, "exact", st, msg, e, r, t))
+        if any(r["status"] == "failed" for r in recs):
+            # the exact tier has no bound: suspects are matched within the algorithm family's
+            bounds = {d: bound(info.algorithm, p.op, p, d, case.dtype, inputs) for d in vdirs}
+            _add_causes(recs, case, inputs, direction, got, ref, bounds)
+        out += recs
     return out
 
 
@@ -192,17 +203,16 @@ def check_random(impl: Any, case: Case, directions: list[str], *, seed: int = SE
 
 def _value_records(check: str, impl: Any, case: Case, inputs: dict[str, np.ndarray], direction: str,
                    got: dict[str, Any]) -> list[dict[str, Any]]:
-    p, out = case.params, []
+    p, out, bounds = case.params, [], {}
     ref = expected(p, inputs, direction)
     for d in value_directions(p, direction):
-        bnd = bound(impl.info.algorithm, p.op, p, d, case.dtype, inputs)
+        bnd = bounds[d] = bound(impl.info.algorithm, p.op, p, d, case.dtype, inputs)
         st, e, r, t, msg = compare(got.get(d), ref[d], bnd, d)
         if st == "failed" and r is not None:
             head, sep, rest = msg.partition("; first bad: ")
             msg = f"{head} [{describe(impl.info.algorithm)}, L={p.accumulation_length(d)}]{sep}{rest}"
-        if st == "failed":
-            msg = with_cause(msg, _cause(case, inputs, direction, d, got.get(d), ref[d], impl.info.algorithm))
         out.append(_rec(d, check, st, msg, e, r, t))
+    _add_causes(out, case, inputs, direction, got, ref, bounds)
     return out
 
 

@@ -28,7 +28,7 @@ from convbench._errors import ParamError
 from convbench.ops import OpParams, get_op
 from convbench.ops._common import out_size
 
-__all__ = ["value_cause", "shape_cause", "SLACK"]
+__all__ = ["value_cause", "suspect_results", "shape_cause", "SLACK"]
 
 #: a suspect matches when the result is within SLACK times the check's bound of it everywhere:
 #: a wrong suspect misses by orders of magnitude, so the slack only absorbs rounding differences
@@ -376,8 +376,21 @@ def _far(alt: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> bool:
     return not bool((np.abs(exp - alt) <= DISTINCT * tol).all())
 
 
+def suspect_results(p: OpParams, inputs: dict[str, np.ndarray], direction: str) -> list[tuple[str, Results]]:
+    """Every suspect's recomputed results for one call (``direction`` on ``inputs``): what
+    :func:`value_cause` compares each failed value direction of that call with, computed once for
+    all of them. Empty above :data:`MAX_ELEMENTS`, and where a suspect cannot be computed."""
+    if _elements(p) > MAX_ELEMENTS or p.op not in SUSPECTS:
+        return []
+    try:
+        return list(SUSPECTS[p.op](p, inputs, direction))
+    except Exception:  # a diagnosis never takes a check down
+        return []
+
+
 def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir: str, got: Any,
-                exp: np.ndarray, bnd: np.ndarray) -> str | None:
+                exp: np.ndarray, bnd: np.ndarray,
+                suspects: list[tuple[str, Results]] | None = None) -> str | None:
     """The likely cause of a failed value check, or None.
 
     Parameters
@@ -392,6 +405,9 @@ def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir
     bnd : array
         The check's elementwise bound on ``|got - exp|`` (for the exact tier, the direct
         method's bound: a suspect's recomputation may round where the exact fill did not).
+    suspects : list, optional
+        :func:`suspect_results` of this call, when the caller has them (several value directions
+        of one backward failed); computed here otherwise.
     """
     try:
         g = np.asarray(got, np.float64)
@@ -400,13 +416,13 @@ def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir
         tol = SLACK * np.broadcast_to(bnd, exp.shape)
         if exp.any() and not g.any():
             return "it is all zeros: never written, or returned before it is filled"
-        if _elements(p) <= MAX_ELEMENTS:
-            # every mistake that gives this result is named (at batch 2, "sample 0 left out" and
-            # "only the last sample" are one result)
-            named = [what for what, alt in SUSPECTS.get(p.op, lambda *a: iter(()))(p, inputs, direction)
-                     if _telling(alt.get(vdir), g, exp, tol)]
-            if named:
-                return ", or ".join(dict.fromkeys(named))
+        if suspects is None:
+            suspects = suspect_results(p, inputs, direction)
+        # every mistake that gives this result is named (at batch 2, "sample 0 left out" and
+        # "only the last sample" are one result)
+        named = [what for what, alt in suspects if _telling(alt.get(vdir), g, exp, tol)]
+        if named:
+            return ", or ".join(dict.fromkeys(named))
         scale = _scale_cause(p, g, exp, tol)
         if scale:
             return scale
