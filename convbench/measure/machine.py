@@ -51,13 +51,13 @@ def _cpu_isa() -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                key, sep, value = line.partition(":")
-                key = key.strip()
-                if not sep or key in fields:
-                    if not line.strip() and fields:  # the first processor is enough
+                if not line.strip():
+                    if fields:  # the first processor's block is enough
                         break
                     continue
-                fields[key] = value.strip()
+                key, sep, value = line.partition(":")
+                if sep:
+                    fields.setdefault(key.strip(), value.strip())
     except OSError:
         return None
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
