@@ -63,6 +63,10 @@ CAUSES = {
                                                                "the divisor leaves out the padding"),
     "seed_layers/course_layers.py:Conv1DNoBiasGrad": ("conv1d", ["basic.k3"], "grad_bias",
                                                       "only sample 0 is in it"),
+    "seed_layers/wild_mistakes.py:conv2d_bias_per_product": ("conv2d", ["basic.3x3"], "forward",
+                                                               "the bias is added once per product, 27 times"),
+    "seed_layers/wild_mistakes.py:max_pool_forward_nostride": ("max_pool2d", ["k2s2"], "grad_input",
+                                                                "the backward ignores the stride"),
     "seed_layers/array_ctor_layers.py:PoolingPadForgotten": ("max_pool2d", ["pad.max.k3p1.s2"], "forward",
                                                              "the padding is ignored"),
 }
@@ -223,9 +227,28 @@ def test_max_pool_padding_taken_as_zeros():
     ("n2c3h7w7o4k3s2p1", "forward", (2, 4, 3, 3), "the padding is ignored, or the input is padded on one side only"),
     ("n2c3h9w9o4k3s1p0d2", "forward", (2, 4, 7, 7), "dilation is ignored"),
     ("n2c3h8w8o4k3s1p1", "forward", (2, 4, 5, 5), None),
+    # grad_input cropped with [p:-p]: empty where the padding is 0, right where it is not
+    ("n2c3h8w8o4k3s1p0", "grad_input", (2, 3, 0, 0), "cropped with [p:-p]"),
+    ("n2c3h8w7o4k3s1ph2pw0", "grad_input", (2, 3, 8, 0), "cropped with [p:-p]"),
+    ("n2c3h8w7o4k3s1ph2pw1", "grad_input", (2, 3, 8, 0), None),
+    ("n2c3l9o4k3s1p0", "grad_input", (2, 3, 0), "cropped with [p:-p]"),
 ])
 def test_shape_causes(desc, vdir, got, words):
-    p = parse_descriptor(desc).params
+    p = parse_descriptor(desc, "conv1d" if "l" in desc else "conv2d").params
+    cause = shape_cause(p, vdir, got)
+    assert (cause is None) if words is None else (words in cause), cause
+
+
+@pytest.mark.parametrize("desc, vdir, got, words", [
+    # a rectangular window whose default stride is kernel_size[0] (or [1]) on both axes
+    ("n1c2h4w9kh2kw3", "forward", (1, 2, 2, 4), "the stride defaults to kernel_size[0] = 2 on both axes"),
+    ("n1c2h9w4kh3kw2", "forward", (1, 2, 4, 2), "the stride defaults to kernel_size[1] = 2 on both axes"),
+    ("n1c2h9w9k3", "forward", (1, 2, 3, 3), None),
+    ("n1c2h8w8k2p1", "grad_input", (1, 2, 8, 8), None),
+    ("n1c2h8w8k2p0", "grad_input", (1, 2, 0, 0), "cropped with [p:-p]"),
+])
+def test_pool_shape_causes(desc, vdir, got, words):
+    p = parse_descriptor(desc, "avg_pool2d").params
     cause = shape_cause(p, vdir, got)
     assert (cause is None) if words is None else (words in cause), cause
 

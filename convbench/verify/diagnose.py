@@ -26,7 +26,7 @@ import numpy as np
 
 from convbench._errors import ParamError
 from convbench.ops import OpParams, get_op
-from convbench.ops._common import out_size
+from convbench.verify.diagnose_shapes import shape_cause
 
 __all__ = ["value_cause", "suspect_results", "shape_cause", "SLACK"]
 
@@ -37,6 +37,11 @@ SLACK = 4.0
 #: and a suspect must miss the reference by more than DISTINCT times that somewhere, so that a
 #: result a few bounds off (rounding, noise) is never read as a mistake that changes little
 DISTINCT = 25.0
+#: and besides, each element may differ from the suspect by ROUNDING units of the result's dtype in
+#: its own magnitude: the suspect's sums, rounded in the implementation's dtype, where the reference
+#: sums nothing and its bound allows no rounding (a max pool's gradient without overlapping windows,
+#: recomputed as a backward whose windows overlap)
+ROUNDING = 16.0
 #: recomputing the reference several times is skipped for cases larger than this (input and
 #: output elements together); the patterns of where it is wrong are still named
 MAX_ELEMENTS = 2_000_000
@@ -87,6 +92,11 @@ def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Ite
         if p.bias:
             yield "the bias is not added", _ref(p, _with(inputs, b=None), "forward")
             yield "the bias is added twice", _ref(p, _with(inputs, b=2 * np.asarray(inputs["b"], np.float64)), "forward")
+            products = math.prod(w.shape[1:])  # C/groups * kh * kw: the products summed into one output
+            if products > 2:
+                yield (f"the bias is added once per product, {products} times (C/groups*kh*kw), as np.sum(window "
+                       "* w + b) does: add it once to each output, after the sum"),\
+                    _ref(p, _with(inputs, b=products * np.asarray(inputs["b"], np.float64)), "forward")
     else:
         flipped = _ref(p, _with(inputs, w=wf), "backward")
         yield (f"the gradients are those of the kernel flipped ({axes}), a true convolution: "
@@ -119,7 +129,7 @@ def _conv_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Ite
                 yield (f"overlapping windows' contributions to grad_input are assigned, not added: the last "
                        f"{what} written wins (col2im needs +=)"), {"grad_input": _assigned_grad_input(p, inputs, order)}
     for field in ("dilation", "stride"):
-        yield from _ignored(p, inputs, direction, field)
+        yield from _ignored(p, inputs, direction, field, _IGNORED[field])
     if w.ndim == 4 and p.kh == p.kw and p.kh > 1:
         yield ("the kernel is transposed (w[o, c, v, u] for w[o, c, u, v]): its rows and columns are "
                "read the wrong way round"), _ref(p, _with(inputs, w=np.ascontiguousarray(w.transpose(0, 1, 3, 2))),
@@ -148,9 +158,15 @@ _IGNORED = {"dilation": ("the dilation is ignored: the kernel's taps read consec
                        "though the output size is right",
                        "the stride is ignored in the indexing (output i taken to read from i + u, not "
                        "i*stride + u): the gradients are those of that forward")}
+#: the same for a pooling window: its start ``vert_start = h`` where ``h * stride`` belongs
+_POOL_STRIDE_IGNORED = ("the stride is ignored in the indexing: window (i, j) starts at (i, j), not (i*stride, "
+                        "j*stride), though the output size is right",
+                        "the backward ignores the stride: window (i, j) taken to start at (i, j), not (i*stride, "
+                        "j*stride) (vert_start = h where h * stride belongs)")
 
 
-def _ignored(p: Any, inputs: dict[str, np.ndarray], direction: str, field: str) -> Iterator[tuple[str, Results]]:
+def _ignored(p: Any, inputs: dict[str, np.ndarray], direction: str, field: str,
+             what: tuple[str, str]) -> Iterator[tuple[str, Results]]:
     """``field`` (stride or dilation) ignored where the output size is right: the convolution
     with that field 1 gives the same outputs for its first ``OH x OW`` (and, backward, the
     gradients of that forward, ``dy`` put in those outputs)."""
@@ -168,11 +184,11 @@ def _ignored(p: Any, inputs: dict[str, np.ndarray], direction: str, field: str) 
         return
     crop = (Ellipsis, *(slice(0, s) for s in p.shapes()["y"][2:]))
     if direction == "forward":
-        yield _IGNORED[field][0], {"forward": _ref(q, inputs, "forward")["forward"][crop]}
+        yield what[0], {"forward": _ref(q, inputs, "forward")["forward"][crop]}
         return
     dy = np.zeros(q.shapes()["dy"])
     dy[crop] = inputs["dy"]
-    yield _IGNORED[field][1], _ref(q, _with(inputs, dy=dy), "backward")
+    yield what[1], _ref(q, _with(inputs, dy=dy), "backward")
 
 
 def _assigned_grad_input(p: Any, inputs: dict[str, np.ndarray], order: str) -> np.ndarray:
@@ -218,6 +234,7 @@ def _pool_padding_suspect(p: Any, inputs: dict[str, np.ndarray], direction: str)
 
 def _max_pool_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) -> Iterator[tuple[str, Results]]:
     yield from _pool_padding_suspect(p, inputs, direction)
+    yield from _ignored(p, inputs, direction, "stride", _POOL_STRIDE_IGNORED)
     if direction != "backward":
         return
     spec = get_op(p.op)
@@ -263,6 +280,7 @@ def _avg_pool_suspects(p: Any, inputs: dict[str, np.ndarray], direction: str) ->
                    "divided by the elements it covers (count_include_pad decides whether padding counts)"),\
                 _ref(q, inputs, direction)
     yield from _pool_padding_suspect(p, inputs, direction)
+    yield from _ignored(p, inputs, direction, "stride", _POOL_STRIDE_IGNORED)
 
 
 SUSPECTS: dict[str, Suspect] = {"conv2d": _conv_suspects, "conv1d": _conv_suspects,
@@ -361,12 +379,12 @@ def _where_cause(p: OpParams, vdir: str, bad: np.ndarray) -> str | None:
     return None
 
 
-def _telling(alt: np.ndarray | None, g: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> bool:
+def _telling(alt: np.ndarray | None, g: np.ndarray, exp: np.ndarray, tol: np.ndarray, eps: float = 0.0) -> bool:
     """``g`` matches ``alt`` everywhere, and ``alt`` is told apart from the reference (a mistake
     that leaves this result as it is, like a transposed kernel for ``grad_weight``, names nothing;
     neither does an all-zero suspect: that is said as such)."""
     return (alt is not None and alt.shape == g.shape and bool(alt.any())
-            and bool((np.abs(g - alt) <= tol).all()) and _far(alt, exp, tol))
+            and bool((np.abs(g - alt) <= tol + ROUNDING * eps * np.abs(alt)).all()) and _far(alt, exp, tol))
 
 
 def _far(alt: np.ndarray, exp: np.ndarray, tol: np.ndarray) -> bool:
@@ -420,7 +438,9 @@ def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir
             suspects = suspect_results(p, inputs, direction)
         # every mistake that gives this result is named (at batch 2, "sample 0 left out" and
         # "only the last sample" are one result)
-        named = [what for what, alt in suspects if _telling(alt.get(vdir), g, exp, tol)]
+        dt = np.asarray(got).dtype
+        eps = float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else 0.0
+        named = [what for what, alt in suspects if _telling(alt.get(vdir), g, exp, tol, eps)]
         if named:
             return ", or ".join(dict.fromkeys(named))
         scale = _scale_cause(p, g, exp, tol)
@@ -431,85 +451,3 @@ def value_cause(p: OpParams, inputs: dict[str, np.ndarray], direction: str, vdir
         return _where_cause(p, vdir, bad)
     except Exception:  # a diagnosis never takes a check down
         return None
-
-
-# --- shapes ----------------------------------------------------------------------------------
-
-def _conv_shapes(p: Any, vdir: str) -> Iterator[tuple[str, tuple[int, ...]]]:
-    two = p.op == "conv2d"
-    if vdir == "forward":
-        sizes = (p.h, p.w) if two else (p.l,)
-        ks = (p.kh, p.kw) if two else (p.k,)
-        st = p.stride if two else (p.stride,)
-        dl = p.dilation if two else (p.dilation,)
-        pads = ((p.pads[0], p.pads[1]), (p.pads[2], p.pads[3])) if two else (p.pads,)
-
-        def shape(k=ks, s=st, d=dl, pad=tuple(a + b for a, b in pads), ceil=False):
-            return (p.n, p.o, *(out_size(*a, ceil) for a in zip(sizes, k, s, d, pad)))
-
-        if any(map(any, pads)):
-            yield "the padding is ignored", shape(pad=(0,) * len(sizes))
-            yield "the input is padded on one side only", shape(pad=tuple(max(a, b) for a, b in pads))
-        if any(s != 1 for s in st):
-            yield "the stride is ignored (taken as 1)", shape(s=(1,) * len(st))
-        if any(d != 1 for d in dl):
-            yield "the dilation is ignored (taken as 1)", shape(d=(1,) * len(dl))
-        if two:
-            yield "the stride's height and width are swapped", shape(s=st[::-1])
-            yield "the padding's height and width are swapped", shape(pad=tuple(a + b for a, b in pads)[::-1])
-            yield "the dilation's height and width are swapped", shape(d=dl[::-1])
-            yield "the kernel's height and width are swapped (read from w.shape the wrong way round)", shape(k=ks[::-1])
-        yield "the output size is rounded up (ceil) where PyTorch rounds down", shape(ceil=True)
-    elif vdir == "grad_input":
-        if two:
-            pt, pb, pl, pr = p.pads
-            yield ("grad_input still holds the padding: crop it to the input's shape",
-                   (p.n, p.c, p.h + pt + pb, p.w + pl + pr))
-        else:
-            yield "grad_input still holds the padding: crop it to the input's shape", (p.n, p.c, p.l + sum(p.pads))
-
-
-def _pool_shapes(p: Any, vdir: str) -> Iterator[tuple[str, tuple[int, ...]]]:
-    if vdir != "forward":
-        return
-    variants = [("the padding is ignored", dict(padding=(0, 0))),
-                ("the stride is ignored (taken as 1)", dict(stride=(1, 1))),
-                ("the stride is taken as the kernel size (PyTorch's default when none is given)",
-                 dict(stride=(p.kh, p.kw))),
-                ("the stride's height and width are swapped", dict(stride=p.stride[::-1])),
-                (f"the output size is rounded {'down (floor) where ceil_mode rounds up' if p.ceil_mode else 'up (ceil) where PyTorch rounds down'}",
-                 dict(ceil_mode=not p.ceil_mode))]
-    if p.op == "max_pool2d":
-        variants.append(("the dilation is ignored (taken as 1)", dict(dilation=(1, 1))))
-    for what, change in variants:
-        q = _replace(p, **change)
-        if q is not None:
-            yield what, q.shapes()["y"]
-    if p.ceil_mode:
-        oh, ow = p.out_hw
-        full = tuple(-(-(size + 2 * pad - d * (k - 1) - 1) // s) + 1 for size, k, s, d, pad in
-                     zip((p.h, p.w), (p.kh, p.kw), p.stride, p.dil, p.padding))
-        yield ("a last window that starts in the padding is kept: PyTorch drops it in ceil_mode",
-               (p.n, p.c, *full))
-
-
-def shape_cause(p: OpParams, vdir: str, got_shape: tuple[int, ...]) -> str | None:
-    """The likely cause of a result of shape ``got_shape`` where ``vdir``'s shape is another, or None."""
-    try:
-        want = p.shapes()["y" if vdir == "forward" else vdir]
-        got_shape = tuple(int(s) for s in got_shape)
-        if got_shape == want:
-            return None
-        gen = {"conv2d": _conv_shapes, "conv1d": _conv_shapes}.get(p.op, _pool_shapes)
-        # several mistakes can give one shape (stride 2 rounds one-sided and no padding alike): all are named
-        named = [what for what, shape in gen(p, vdir) if tuple(shape) == got_shape and tuple(shape) != want]
-        if named:
-            return ", or ".join(dict.fromkeys(named))
-        if sorted(got_shape) == sorted(want):
-            hint = ", channels last" if len(want) >= 3 and got_shape == (want[0], *want[2:], want[1]) else ""
-            return f"the right axes in another order{hint}: PyTorch's order is {want}"
-        if math.prod(got_shape) == math.prod(want):
-            return f"the right number of elements in another shape: reshape to {want}"
-    except Exception:  # a diagnosis never takes a check down
-        return None
-    return None
