@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from convbench import ParamError
-from convbench.cases import cases_from, get_suite, parse_descriptor, suite_names
+from convbench.cases import cases_from, get_suite, parse_descriptor, suite, suite_names, table
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -79,3 +79,17 @@ def test_unknown_suite_names_the_known_ones():
 def test_with_batch():
     c = get_suite("quick")[0]
     assert c.with_batch(32).params.n == 32 and c.with_batch(32).id == c.id
+
+
+def test_a_suite_registered_outside_the_catalogue_is_found_by_name():
+    @suite("max_pool2d", "mine")
+    def mine():
+        return [parse_descriptor("n1c2h6w6k2", "max_pool2d")]
+
+    try:
+        assert "mine" in suite_names("max_pool2d") and "mine" not in suite_names("conv2d")
+        assert [c.descriptor for c in cases_from("max_pool2d", ["mine"])] == [mine()[0].descriptor]
+    finally:
+        del table._SUITES[("max_pool2d", "mine")]
+    with pytest.raises(ParamError, match="suite 'mine' is not defined for max_pool2d"):
+        get_suite("mine", "max_pool2d")

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from convbench._models import SCALING_BASE, model_cases
+from convbench.cases.catalogue.models import SCALING_BASE, model_cases
 from convbench.cases import get_suite
 
 
@@ -94,7 +94,7 @@ def test_models_ids_unique_readable_and_batch_settable():
 
 def test_dedupe_counts_repeated_layers():
     # a planted duplicate: three identical layers collapse into one case counted three times
-    from convbench._models import _dedupe
+    from convbench.cases.catalogue.models import _dedupe
     from convbench.ops.conv2d import Conv2dParams
 
     p = Conv2dParams(n=1, c=4, h=8, w=8, o=4, kh=3, kw=3)
@@ -131,3 +131,13 @@ def test_scaling_sweeps_vary_one_dimension_geometrically():
         assert all(b == 2 * a for a, b in zip(vals, vals[1:])), (dim, vals)
     # small enough for NumPy: at most ~2.5 GMACs (well under a second of BLAS)
     assert max(c.params.macs for c in cases) <= 2.5e9
+
+
+def test_resnet50_suite_is_the_models_rows_at_batch_8():
+    suite = get_suite("resnet50")
+    rows = model_cases("resnet50")
+    assert [c.id for c in suite] == [c.id for c in rows]
+    assert {c.params.n for c in suite} == {8}
+    assert [c.params.descriptor.replace("n8", "n1", 1) for c in suite] == [c.params.descriptor for c in rows]
+    assert sum(c.count for c in suite) == 53
+    assert sum(c.count * c.params.macs for c in suite) == 8 * _total_macs("resnet50")

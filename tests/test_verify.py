@@ -13,7 +13,7 @@ from convbench.measure.isolate import Worker, run_isolated
 from convbench.registry import Implementation, ImplInfo, get_impl
 from convbench.verify import check_impl, format_report, parametrize_with_checks, run_checks
 from convbench.verify.shrink import shrink_case
-from convbench._random import random_conv2d_params
+from convbench.cases.catalogue.random_conv2d import random_conv2d_params
 
 SMALL = [conv("a", n=2, c=3, h=6, w=5, o=4, k=3, padding=1), conv("b", n=1, c=2, h=5, w=7, o=2, kh=2, kw=3, stride=2)]
 

@@ -1,7 +1,8 @@
-"""The suites of the catalogue (registered with :func:`convbench.cases.suite`)."""
+"""The suites of the catalogue (registered with :func:`convbench.cases.table.suite`)."""
 from __future__ import annotations
 
-from convbench.cases import Case, conv, suite
+from convbench.cases.case import Case, conv
+from convbench.cases.table import suite
 
 
 @suite("conv2d", "edge")

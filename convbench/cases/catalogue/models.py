@@ -26,10 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from convbench._errors import ParamError
-from convbench.cases import Case, conv, suite
+from convbench.cases.case import Case, conv
+from convbench.cases.table import suite
 from convbench.ops.conv2d import Conv2dParams
 
-__all__ = ["models", "scaling", "model_cases", "SCALING_BASE"]
+__all__ = ["models", "resnet50", "scaling", "model_cases", "SCALING_BASE", "RESNET50_BATCH"]
 
 # (name, c, size, o, k, stride, padding, groups) in network order, before deduplication
 _Layer = tuple[str, int, int, int, int, int, int, int]
@@ -145,6 +146,17 @@ def models() -> list[Case]:
     course CNN and a handful of DeepBench problems, with occurrence counts."""
     return [c for m in (*_NETWORKS, "deepbench") for c in model_cases(m)]
 
+
+#: the batch of the ``resnet50`` suite, the one ResNet-50's layers are compared with torch at
+#: in docs/results.md
+RESNET50_BATCH = 8
+
+
+@suite("conv2d", "resnet50")
+def resnet50() -> list[Case]:
+    """ResNet-50's 23 distinct conv layers at batch 8 (the ``models`` suite's ResNet-50 rows with
+    their occurrence counts), for timing a whole network's convolutions against torch."""
+    return [c.with_batch(RESNET50_BATCH) for c in model_cases("resnet50")]
 
 #: the layer the ``scaling`` sweeps vary one dimension of
 SCALING_BASE = dict(n=4, c=32, h=32, w=32, o=32, k=3, padding=1)

@@ -1,9 +1,10 @@
-"""The suites of conv1d, max_pool2d and avg_pool2d (registered with :func:`convbench.cases.suite`)."""
+"""The suites of conv1d, max_pool2d and avg_pool2d (registered with :func:`convbench.cases.table.suite`)."""
 from __future__ import annotations
 
 from typing import Any
 
-from convbench.cases import Case, suite
+from convbench.cases.case import Case
+from convbench.cases.table import suite
 from convbench.ops.avg_pool2d import AvgPool2dParams
 from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.max_pool2d import MaxPool2dParams

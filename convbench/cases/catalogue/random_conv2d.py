@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 
 from convbench._errors import ParamError
-from convbench.cases import Case, suite
+from convbench.cases.case import Case
+from convbench.cases.table import suite
 from convbench.ops.conv2d import Conv2dParams
 
 __all__ = ["random_conv2d_params", "conv2d_random"]
