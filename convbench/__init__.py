@@ -13,7 +13,8 @@ import numpy as np
 
 from convbench._api import UnsupportedError, run_backward, run_forward
 from convbench._errors import ParamError
-from convbench.registry import implementations, load_impl, register
+from convbench.protocol import register
+from convbench.registry import implementations, load_impl
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",

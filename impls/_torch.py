@@ -13,7 +13,7 @@ from convbench.ops.avg_pool2d import AvgPool2dParams
 from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
 from convbench.ops.max_pool2d import MaxPool2dParams
-from convbench.registry import Implementation
+from convbench.protocol import Implementation
 
 __all__ = ["TorchConv2d", "TorchConv1d", "TorchMaxPool2d", "TorchAvgPool2d", "torch_availability"]
 

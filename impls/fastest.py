@@ -17,7 +17,8 @@ import numpy as np
 
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, get_impl, register
+from convbench.protocol import Implementation, register
+from convbench.registry import availability, get_impl
 from impls.shift_gemm import forward_layout
 
 __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
@@ -151,8 +152,6 @@ class FastestConv2d(Implementation):
 
     def candidates(self, p: Conv2dParams, dtype: str, direction: str) -> list[str]:
         """Registered, available candidates that support this case."""
-        from convbench.registry import availability
-
         out = []
         for name in CANDIDATES:
             try:

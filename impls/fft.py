@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._numpy import crop, pad
 
 try:

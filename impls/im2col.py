@@ -5,7 +5,7 @@ import numpy as np
 
 from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._numpy import as_conv2d, crop, pad, padded_shape, tap
 
 __all__ = ["Im2colConv2d", "Im2colConv1d", "im2col", "col2im", "patch_matrix_bytes"]

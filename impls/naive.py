@@ -10,7 +10,7 @@ from convbench.ops.avg_pool2d import AvgPool2dParams
 from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
 from convbench.ops.max_pool2d import MaxPool2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 
 __all__ = ["NaiveConv2d", "NaiveConv1d", "NaiveMaxPool2d", "NaiveAvgPool2d"]
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, pool, scratch,
                                 single_thread_blas, strided_gemm, to_phases, zero_border)
 

@@ -12,7 +12,7 @@ from convbench.ops.avg_pool2d import AvgPool2dParams
 from convbench.ops.conv1d import Conv1dParams
 from convbench.ops.conv2d import Conv2dParams
 from convbench.ops.max_pool2d import MaxPool2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._numpy import as_conv2d, crop, pad, padded_shape
 
 __all__ = ["StrideTricksConv2d", "StrideTricksConv1d", "StrideTricksMaxPool2d", "StrideTricksAvgPool2d", "windows"]

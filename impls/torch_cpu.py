@@ -1,7 +1,7 @@
 """PyTorch on the CPU (oneDNN / ATen kernels) as a family of every operator."""
 from __future__ import annotations
 
-from convbench.registry import register
+from convbench.protocol import register
 from impls._torch import TorchAvgPool2d, TorchConv1d, TorchConv2d, TorchMaxPool2d
 
 __all__ = ["TorchCpuConv2d", "TorchCpuConv1d", "TorchCpuMaxPool2d", "TorchCpuAvgPool2d"]

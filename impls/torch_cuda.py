@@ -1,7 +1,7 @@
 """PyTorch on a CUDA device (cuDNN and ATen CUDA kernels) as a family of every operator."""
 from __future__ import annotations
 
-from convbench.registry import register
+from convbench.protocol import register
 from impls._torch import TorchAvgPool2d, TorchConv1d, TorchConv2d, TorchMaxPool2d
 
 __all__ = ["TorchCudaConv2d", "TorchCudaConv1d", "TorchCudaMaxPool2d", "TorchCudaAvgPool2d"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._fast_common import pool, scratch, strided_gemm, workers
 from impls.shift_gemm import grad_weight as _direct_grad_weight
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from convbench.adapters import LayerImpl, TorchModuleImpl, adapt
+from convbench.adapt import LayerImpl, TorchModuleImpl, adapt
 from convbench.cases import conv, get_suite
 from convbench.registry import load_impl
 from convbench.verify import run_checks
@@ -300,7 +300,7 @@ def test_what_takes_pairs_only_is_given_pairs_even_where_the_axes_agree(obj):
 
 
 def test_pair_only_is_read_from_the_source_and_held_back_by_any_int_handling():
-    from convbench._adapt_layer import pair_only
+    from convbench.adapt.source import pair_only
 
     names = {"stride": "stride", "padding": "padding"}
     assert pair_only(_pairs_unpacked, names) == {"stride", "padding"}
@@ -340,7 +340,7 @@ def test_pair_only_is_read_from_the_source_and_held_back_by_any_int_handling():
 
     assert pair_only(pair_default, names) == {"stride"}  # a tuple default: pairs are what it expects
     assert pair_only(catches, names) == set()
-    from convbench._adapt_layer import _source
+    from convbench.adapt.source import source as _source
 
     ctor = {"kernel_size": "kernel_size", "stride": "stride", "padding": "padding"}
     assert pair_only(_PairConvUnpacksAttribute.__init__, ctor, _source(_PairConvUnpacksAttribute)) == {
@@ -373,7 +373,7 @@ LAYERS = ROOT / "tests" / "seed_layers" / "course_layers.py"
 sys.path.insert(0, str(LAYERS.parent))
 import course_layers as course  # noqa: E402
 
-from convbench.adapters import infer_op  # noqa: E402
+from convbench.adapt import infer_op  # noqa: E402
 
 
 @pytest.mark.parametrize(("name", "op"), [
@@ -438,7 +438,7 @@ def test_functions_are_conv_only():
 CS231N = ROOT / "tests" / "seed_layers" / "cs231n_layers.py"
 import cs231n_layers as cs  # noqa: E402
 
-from convbench.adapters import CacheImpl  # noqa: E402
+from convbench.adapt import CacheImpl  # noqa: E402
 
 
 @pytest.mark.parametrize(("obj", "op"), [(cs.conv_forward_naive, "conv2d"), (cs.Conv, "conv2d"),
@@ -554,9 +554,8 @@ def test_cs231n_pair_errors_name_what_was_expected():
 TORCH_CONVS = ROOT / "tests" / "seed_layers" / "torch_convs.py"
 import torch_convs as tc  # noqa: E402
 
-from convbench._adapt_cache import TorchCacheImpl  # noqa: E402
-from convbench._adapt_layer import uses_torch  # noqa: E402
-from convbench.adapters import FunctionImpl, TorchFunctionImpl  # noqa: E402
+from convbench.adapt import FunctionImpl, TorchCacheImpl, TorchFunctionImpl  # noqa: E402
+from convbench.adapt.source import uses_torch  # noqa: E402
 
 
 @pytest.mark.parametrize(("obj", "op"), [(tc.conv2d_unfold, "conv2d"), (tc.conv2d_imported, "conv2d"),

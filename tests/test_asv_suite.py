@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convbench import registry
+from convbench import protocol, registry
 from convbench.registry import Implementation, ImplInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ class _Ref(Implementation):
 def fake(monkeypatch):
     def add(name: str, impl: Implementation, **info) -> str:
         impl.info = ImplInfo(op="conv2d", name=name, **info)
-        monkeypatch.setitem(registry._REGISTRY, ("conv2d", name), impl)
+        monkeypatch.setitem(protocol.REGISTRY, ("conv2d", name), impl)
         return name
     return add
 

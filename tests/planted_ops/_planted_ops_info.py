@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convbench.registry import ImplInfo
+from convbench.protocol import ImplInfo
 
 
 def info(op: str, name: str, file: str, obj: str) -> ImplInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from _planted_ops_info import info
-from convbench.registry import Implementation
+from convbench.protocol import Implementation
 from impls.stride_tricks import StrideTricksConv1d
 
 

@@ -28,9 +28,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from convbench._adapt_layer import TensorArgs, _features, _source, layer_kind, uses_torch, zeros_like_bias
+from convbench.adapt.kinds import features, layer_kind
+from convbench.adapt.source import source, uses_torch
+from convbench.adapt.tensors import TensorArgs, zeros_like_bias
 from convbench.ops import OpParams
-from convbench.registry import Implementation
+from convbench.protocol import Implementation
 
 __all__ = ["CacheImpl", "TorchCacheImpl", "adapt_cache", "dict_param", "static_forward"]
 
@@ -118,7 +120,7 @@ def _reads(fn: Any, pname: str, seen: set[int] | None = None) -> tuple[set[str],
     anything it cannot follow (not ``cache = (x, w, b, conv_param)``, which is no call)."""
     seen = set() if seen is None else seen
     seen.add(id(fn))
-    src = _source(fn)
+    src = source(fn)
     read = _keys_read(src, pname)
     try:
         tree = ast.parse(textwrap.dedent(src))
@@ -340,15 +342,15 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
                     "--op max_pool2d or --op avg_pool2d)")
         raise TypeError(f"{what} does not look like a {op} forward: expected {expected}{hint}")
     takes_bias = len(pos) == 4
-    src = _source(fwd)
+    src = source(fwd)
     keys = _keys(op, fwd, src, pname)
     if not kind.has_weights and "kernel_size" not in keys:
         raise TypeError(f"{what} reads no pool size from {pname} (looked for "
                         f"'pool_height'/'pool_width', 'pool_size', 'kernel_size', 'size')")
     bwd = _backward_beside(fwd, owner)
-    features = set(_features(kind, keys, pairs=True))  # one int per key: unsupported() turns pairs away
+    feats = set(features(kind, keys, pairs=True))  # one int per key: unsupported() turns pairs away
     if kind.has_weights and not takes_bias:
-        features.discard("bias")
+        feats.discard("bias")
     directions = {"forward", "backward"} if bwd is not None else {"forward"}
     pair = f"{_callname(fwd)} / {_callname(bwd)}" if bwd is not None else f"{_callname(fwd)} (no backward beside it)"
     torch = uses_torch(fwd)
@@ -357,7 +359,7 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
     impl = (TorchCacheImpl if torch else CacheImpl)(fwd, bwd, op, pname, keys, takes_bias, last, mode)
     return impl, {
         "op": op, "backend": "torch" if torch else "numpy", "directions": directions,
-        "features": frozenset(features),
+        "features": frozenset(feats),
         "description": f"forward/backward functions {fwd.__module__}: {pair}, hyperparameters in a dict "
                        f"{pname} with keys {sorted(_flat(keys.values()))}"
                        f"{' on torch tensors' if torch else ''}{', channels last (NHWC)' if last else ''}"

@@ -1,28 +1,19 @@
-"""Turn the objects people write into the implementation protocol.
-
-``adapt(obj, op)`` returns ``(implementation, info)`` where ``info`` holds the keyword arguments of
-:class:`convbench.registry.ImplInfo` that the adapter could infer (op, backend, directions,
-features). The parameters an object lacks tell which cases it cannot take: those are
-*unsupported*, never failed. Layer classes of every operator (conv2d, conv1d, max_pool2d,
-avg_pool2d) are adapted by :mod:`convbench._adapt_layer`; CS231n-style forward/backward functions
-that pass a cache by :mod:`convbench._adapt_cache`; plain functions by this module.
-"""
+"""Plain functions as implementations: ``f(x, w, b=None, stride=..., padding=..., dilation=...,
+groups=...)`` on arrays, or on torch tensors where its source is written against them (backward
+then through autograd). The parameters a function lacks tell which cases it cannot take."""
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any, Callable
 
 import numpy as np
 
-from convbench._adapt_cache import CacheImpl, adapt_cache, dict_param, static_forward
-from convbench._adapt_layer import (DataHolder, LayerImpl, TensorArgs, TorchModuleImpl, _reads_pairs, _source,
-                                    adapt_layer, adapt_torch_module, pair_only, uses_torch, zeros_like_bias)
+from convbench.adapt.source import pair_only, reads_pairs, source, uses_torch
+from convbench.adapt.tensors import TensorArgs, zeros_like_bias
 from convbench.ops import OpParams
-from convbench.registry import Implementation
+from convbench.protocol import Implementation
 
-__all__ = ["adapt", "infer_op", "FunctionImpl", "TorchFunctionImpl", "CacheImpl", "LayerImpl", "TorchModuleImpl",
-           "DataHolder", "adapt_layer", "adapt_torch_module"]
+__all__ = ["FunctionImpl", "TorchFunctionImpl", "adapt_function"]
 
 # keyword names a function may use for each hyperparameter, first match wins
 _ALIASES = {
@@ -54,7 +45,7 @@ class FunctionImpl(Implementation):
     judged from its source, which never indexes ``stride[0]`` or the like), so a case that would
     pass one as an ``(h, w)`` pair is unsupported rather than an error inside the function.
     ``pair_only``: the hyperparameters it takes as pairs only (a tuple default, ``sh, sw = stride``
-    with no int handling; :func:`~convbench._adapt_layer.pair_only`), passed as pairs always.
+    with no int handling; :func:`~convbench.adapt.source.pair_only`), passed as pairs always.
     """
 
     def __init__(self, fn: Callable[..., Any], kwnames: dict[str, str], takes_bias: bool, pairs: bool = True,
@@ -103,14 +94,14 @@ class FunctionImpl(Implementation):
 
 
 class TorchFunctionImpl(TensorArgs, FunctionImpl):
-    """A forward function written against torch tensors (:func:`~convbench._adapt_layer.uses_torch`):
+    """A forward function written against torch tensors (:func:`~convbench.adapt.source.uses_torch`):
     given CPU tensors, run under ``torch.no_grad()`` forward; backward through autograd, from
     ``x``, ``w`` (and a zero bias) made leaves that require a gradient."""
 
     backward_runs_forward = True  # the autograd graph its backward needs is built by a forward
 
     def forward(self, p: OpParams, x: Any, w: Any, b: Any = None) -> Any:
-        import torch
+        import torch  # deferred: loaded already by the function adapted; keeps the adapters light
 
         with torch.no_grad():
             return self._call(p, x, w, b)
@@ -145,7 +136,9 @@ def _function_features(kwnames: dict[str, str], takes_bias: bool) -> frozenset[s
     return frozenset(f)
 
 
-def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, dict[str, Any]]:
+def adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, dict[str, Any]]:
+    """A :class:`FunctionImpl` (:class:`TorchFunctionImpl` for one written against torch tensors) for a
+    conv2d or conv1d function, with the features its parameters can express."""
     if op not in ("conv2d", "conv1d"):
         raise TypeError(f"{getattr(fn, '__name__', fn)!r} is a function: functions are adapted for conv2d and "
                         f"conv1d only; for op={op!r} write a layer class (forward(x), backward(dout)) or an "
@@ -171,10 +164,10 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
     if op == "conv1d":
         features -= {"rectangular"}
     # conv1d passes ints only; a conv2d function without a source to read is given pairs as before
-    src = _source(fn)
+    src = source(fn)
     hyper = {k: kwnames[k] for k in ("stride", "padding", "dilation") if k in kwnames}
     only = frozenset() if op == "conv1d" else pair_only(fn, hyper)
-    pairs = op == "conv1d" or not src or bool(only) or _reads_pairs(src, list(hyper.values()))
+    pairs = op == "conv1d" or not src or bool(only) or reads_pairs(src, list(hyper.values()))
     if uses_torch(fn):
         return TorchFunctionImpl(fn, kwnames, takes_bias, pairs, only), {
             "op": op, "backend": "torch", "directions": {"forward", "backward"}, "features": features,
@@ -183,71 +176,3 @@ def _adapt_function(fn: Callable[..., Any], op: str) -> tuple[Implementation, di
     return FunctionImpl(fn, kwnames, takes_bias, pairs, only), {
         "op": op, "backend": "numpy", "directions": {"forward"}, "features": features,
         "description": f"function {fn.__module__}.{fn.__qualname__}{sig}"}
-
-
-def infer_op(obj: Any) -> str:
-    """The operator an object's name says it implements: ``max_pool2d`` for a ``MaxPool2D``,
-    ``avg_pool2d`` for an ``AveragePool2D``/``AvgPool2d``, ``conv1d`` for a ``Conv1d``/``conv1d``;
-    else ``conv2d``."""
-    name = getattr(obj, "__name__", None) or type(obj).__name__
-    low = name.lower()
-    if "pool" in low:
-        if "max" in low:
-            return "max_pool2d"
-        if "avg" in low or "average" in low or "mean" in low:
-            return "avg_pool2d"
-    if re.search(r"conv_?1d", low):
-        return "conv1d"
-    return "conv2d"
-
-
-def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, Any]]:
-    """An implementation and its inferred metadata for ``obj``.
-
-    Parameters
-    ----------
-    obj : object
-        An :class:`~convbench.registry.Implementation`; a function ``f(x, w, b=None, stride=...,
-        padding=..., dilation=..., groups=...)`` (conv2d, conv1d), on arrays or, where its source
-        is written against them, torch tensors (backward then through autograd); a layer class or
-        instance with
-        ``forward(x)`` and optionally ``backward(dout) -> dx`` (conv: weights in ``W``/``b`` or
-        ``weight``/``bias``, gradients left in ``dW``/``db``; pooling: ``MaxPool2D(pool_size,
-        stride)``, ``AveragePool2D(...)``); a CS231n-style forward function ``conv_forward(x, w, b,
-        conv_param) -> (out, cache)`` / ``max_pool_forward(x, pool_param)`` whose backward
-        ``(dout, cache)`` has the same name with ``backward`` (or a class with both as static
-        methods; the deeplearning.ai assignments' channels-last ``conv_forward(A_prev, W, b,
-        hparameters)``); a ``torch.nn.Module`` class or instance.
-    op : str, optional
-        The operator; None infers it from the object's name (:func:`infer_op`).
-
-    Raises
-    ------
-    TypeError
-        Nothing fits ``obj``, or its constructor does not fit ``op``.
-    """
-    op = op or infer_op(obj)
-    if isinstance(obj, Implementation):
-        return obj, {"op": op}
-    if _is_torch_module(obj):
-        return adapt_torch_module(obj, op)
-    if static_forward(obj) is not None or (inspect.isfunction(obj) and dict_param(obj)):
-        return adapt_cache(obj, op)
-    if isinstance(obj, type) and callable(getattr(obj, "forward", None)):
-        return adapt_layer(obj, op)
-    if not isinstance(obj, type) and not inspect.isroutine(obj) and callable(getattr(obj, "forward", None)):
-        return adapt_layer(type(obj), op)  # a layer instance: its class, built afresh per case
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj) or (callable(obj) and not isinstance(obj, type)):
-        return _adapt_function(obj, op)
-    raise TypeError(f"cannot adapt {obj!r} to a {op} implementation: expected an implementation, "
-                    "a function f(x, w, b=None, stride=..., padding=...), a layer class or a torch module")
-
-
-def _is_torch_module(obj: Any) -> bool:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return False
-    cls = obj if isinstance(obj, type) else type(obj)
-    return issubclass(cls, torch.nn.Module)
