@@ -10,6 +10,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from convbench import store
+
 __all__ = ["load", "frame_from_records", "read_records", "machines", "sweep_of", "natural_key",
            "BENCH_COLUMNS", "FAILED_STATUSES"]
 
@@ -30,8 +32,8 @@ def load(inputs: Iterable[Path | str]) -> pd.DataFrame:
     Parameters
     ----------
     inputs
-        convbench bench records (JSON lines; a truncated last line is ignored, as an interrupted
-        run leaves it), check records (the JSON array of ``convbench check --json``),
+        convbench bench records (JSON lines; a torn line, which an interrupted run leaves, is
+        skipped wherever it sits, with a warning that counts them), check records (the JSON array of ``convbench check --json``),
         pytest-benchmark JSON files and asv results directories, from one machine or several.
 
     Returns
@@ -62,34 +64,28 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         from reports import external  # another front end's reader; imported only when needed
 
         return list(external.read_asv_results(path)), []
-    text = path.read_text()
+    raw = path.read_bytes()
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         if path.suffix == ".json":
-            raise ValueError(f"report input {str(path)!r} is not valid JSON: {exc}") from None
-        return _split(_json_lines(text, path), path)
+            raise ValueError(f"report input {str(path)!r} is not valid JSON: {_first_line(exc)}") from None
+        # JSON lines: the engine's one reader (torn lines skipped with a counted warning, newer
+        # schemas and files that are not JSON lines refused)
+        return _split(store.read(path), path)
     if isinstance(obj, dict) and "benchmarks" in obj and "machine_info" in obj:
         from reports import external
 
         return list(external.read_pytest_benchmark(path)), []
-    return _split(obj if isinstance(obj, list) else [obj], path)
+    items = obj if isinstance(obj, list) else [obj]
+    for k, item in enumerate(items):
+        if isinstance(item, dict):
+            store.check_schema(item, path, k + 1)
+    return _split(items, path)
 
 
-def _json_lines(text: str, path: Path) -> list[dict[str, Any]]:
-    lines = text.split("\n")
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == last:  # an interrupted append: the rest of the file is whole
-                break
-            raise ValueError(f"report input {str(path)!r}, line {i + 1}: not a JSON record ({exc})") from None
-    return out
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _split(items: list[Any], path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -145,7 +141,8 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         row["machine_id"] = row["hostname"] = str(m)
     else:
         row["machine_id"] = row["hostname"] = "unknown"
-    for k, v in (rec.get("params") or {}).items():
+    params = rec.get("params")
+    for k, v in (params.items() if isinstance(params, dict) else ()):
         if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
             if v[0] == v[1]:
                 v = v[0]

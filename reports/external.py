@@ -80,6 +80,17 @@ def read_pytest_benchmark(path: str | Path) -> list[dict[str, Any]]:
         raise ValueError(f"path={str(path)!r} is not a readable pytest-benchmark JSON file: {exc}") from None
     if not isinstance(doc, dict) or "benchmarks" not in doc or "machine_info" not in doc:
         raise ValueError(f"path={str(path)!r} is not pytest-benchmark JSON (no 'benchmarks' and 'machine_info')")
+    if not isinstance(doc["benchmarks"], list) or not isinstance(doc["machine_info"] or {}, dict):
+        raise ValueError(f"path={str(path)!r} is not pytest-benchmark JSON ('benchmarks' is a "
+                         f"{type(doc['benchmarks']).__name__}, not a list)")
+    try:
+        return _pytest_rows(doc)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"path={str(path)!r}: a benchmark entry is malformed ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+
+
+def _pytest_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     mi = doc.get("machine_info") or {}
     commit = (doc.get("commit_info") or {}).get("id")
     when = doc.get("datetime")
@@ -160,55 +171,74 @@ def read_asv_results(directory: str | Path) -> list[dict[str, Any]]:
     if not root.is_dir() or not files:
         raise ValueError(f"directory={str(root)!r} holds no asv results (expected <machine>/<commit>-<env>.json)")
     rows: list[dict[str, Any]] = []
+    read_any = False
     for f in files:
-        doc = json.loads(f.read_text())
-        if "results" not in doc or "result_columns" not in doc:
+        try:
+            doc = json.loads(f.read_bytes())
+        except (OSError, ValueError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(f"directory={str(root)!r}: {str(f)!r} is not readable JSON "
+                             f"({str(exc).splitlines()[0][:200]})") from None
+        if not isinstance(doc, dict) or "results" not in doc or "result_columns" not in doc:
             continue
-        cols = doc["result_columns"]
-        mi = doc.get("params") or {}
-        mfile = f.parent / "machine.json"
-        if mfile.is_file():
-            mi = {**json.loads(mfile.read_text()), **mi}
-        when = datetime.fromtimestamp(doc.get("date", 0) / 1000, timezone.utc).isoformat()
-        merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-        for name, values in doc["results"].items():
-            method = name.rsplit(".", 1)[-1]
-            if method not in _ASV_KINDS:
-                continue
-            op = _asv_op(name)
-            direction, kind = _ASV_KINDS[method]
-            res = dict(zip(cols, values))
-            impls, labels = res["params"]
-            results = res["result"] if isinstance(res["result"], list) else [res["result"]]
-            n = len(labels)
-            for k, value in enumerate(results):
-                impl, label = impls[k // n].strip("'\""), labels[k % n]
-                key = (op, impl, label, direction)
-                row = merged.get(key)
-                if row is None:
-                    cid, desc, params, case = _case(label, op)
-                    backend, device = _impl_info(impl, op)
-                    row = merged[key] = {
-                        "run_id": f"asv:{doc.get('commit_hash', '')[:8]}:{doc.get('env_name')}", "time": when,
-                        "machine": mi.get("machine"), "machine_info": mi, "op": op, "direction": direction,
-                        "impl": impl, "backend": backend, "device": device, "case": cid, "params": params,
-                        "descriptor": desc, "dtype": case.dtype if case else None,
-                        "flops": case.params.flops(direction) if case else None,
-                        "bytes_min": case.params.bytes_min(direction, 8 if case.dtype == "float64" else 4) if case else None,
-                        "source": "asv", "commit": doc.get("commit_hash"), "status": None}
-                if kind == "time":
-                    row["status"] = "ok" if _finite(value) else ("skipped" if value is not None else "error")
-                    if row["status"] != "ok":
-                        row["reason"] = "skipped by asv" if value is not None else "failed under asv"
-                        continue
-                    row["t_median_s"] = float(value)
-                    q25, q75 = (res.get("stats_q_25") or [None] * len(results))[k], (res.get("stats_q_75") or [None] * len(results))[k]
-                    if _finite(q25) and _finite(q75):
-                        row["t_iqr_s"] = q75 - q25
-                    samples = (res.get("samples") or [None] * len(results))[k] or []
-                    row["samples"] = [float(s) for s in samples]
-                    row["t_min_s"] = min(row["samples"]) if row["samples"] else None
-                elif _finite(value):
-                    row[kind] = int(value) if kind == "peak_mem_bytes" else float(value)
-        rows += [_row(**{**r, "status": r["status"] or "skipped"}) for r in merged.values()]
+        read_any = True
+        try:
+            rows += _asv_rows(doc, f)
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+            raise ValueError(f"directory={str(root)!r}: {str(f)!r} is not an asv result file convbench "
+                             f"reads ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not read_any:
+        raise ValueError(f"directory={str(root)!r} holds no asv results (expected <machine>/<commit>-<env>.json)")
+    return rows
+
+
+def _asv_rows(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
+    """The rows of one asv result file ``f`` (parsed into ``doc``)."""
+    rows: list[dict[str, Any]] = []
+    cols = doc["result_columns"]
+    mi = doc.get("params") or {}
+    mfile = f.parent / "machine.json"
+    if mfile.is_file():
+        mi = {**json.loads(mfile.read_text()), **mi}
+    when = datetime.fromtimestamp(doc.get("date", 0) / 1000, timezone.utc).isoformat()
+    merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for name, values in doc["results"].items():
+        method = name.rsplit(".", 1)[-1]
+        if method not in _ASV_KINDS:
+            continue
+        op = _asv_op(name)
+        direction, kind = _ASV_KINDS[method]
+        res = dict(zip(cols, values))
+        impls, labels = res["params"]
+        results = res["result"] if isinstance(res["result"], list) else [res["result"]]
+        n = len(labels)
+        for k, value in enumerate(results):
+            impl, label = impls[k // n].strip("'\""), labels[k % n]
+            key = (op, impl, label, direction)
+            row = merged.get(key)
+            if row is None:
+                cid, desc, params, case = _case(label, op)
+                backend, device = _impl_info(impl, op)
+                row = merged[key] = {
+                    "run_id": f"asv:{doc.get('commit_hash', '')[:8]}:{doc.get('env_name')}", "time": when,
+                    "machine": mi.get("machine"), "machine_info": mi, "op": op, "direction": direction,
+                    "impl": impl, "backend": backend, "device": device, "case": cid, "params": params,
+                    "descriptor": desc, "dtype": case.dtype if case else None,
+                    "flops": case.params.flops(direction) if case else None,
+                    "bytes_min": case.params.bytes_min(direction, 8 if case.dtype == "float64" else 4) if case else None,
+                    "source": "asv", "commit": doc.get("commit_hash"), "status": None}
+            if kind == "time":
+                row["status"] = "ok" if _finite(value) else ("skipped" if value is not None else "error")
+                if row["status"] != "ok":
+                    row["reason"] = "skipped by asv" if value is not None else "failed under asv"
+                    continue
+                row["t_median_s"] = float(value)
+                q25, q75 = (res.get("stats_q_25") or [None] * len(results))[k], (res.get("stats_q_75") or [None] * len(results))[k]
+                if _finite(q25) and _finite(q75):
+                    row["t_iqr_s"] = q75 - q25
+                samples = (res.get("samples") or [None] * len(results))[k] or []
+                row["samples"] = [float(s) for s in samples]
+                row["t_min_s"] = min(row["samples"]) if row["samples"] else None
+            elif _finite(value):
+                row[kind] = int(value) if kind == "peak_mem_bytes" else float(value)
+    rows += [_row(**{**r, "status": r["status"] or "skipped"}) for r in merged.values()]
     return rows
