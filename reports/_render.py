@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,15 @@ import pandas as pd
 __all__ = ["md_table", "html_table", "rich_tables_text", "html_page", "png_data_uri", "md_escape"]
 
 
+#: characters that make Markdown of user text: links and images (no ``[`` or ``]``, no link),
+#: code spans, emphasis, the table's pipes, and the escape character itself
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
 def md_escape(text: Any) -> str:
-    """A Markdown table cell: HTML-significant characters and pipes escaped, one line."""
-    s = html.escape(str(text), quote=False).replace("|", "\\|")
+    """User text as inert Markdown, on one line: HTML-significant characters as entities, Markdown
+    punctuation (link and image brackets, code, emphasis, table pipes) backslash-escaped."""
+    s = _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
     return " ".join(s.splitlines())
 
 
