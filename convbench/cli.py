@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
+from convbench import store
 from convbench._errors import ParamError
 
 __all__ = ["main"]
@@ -21,6 +23,24 @@ DEFAULT_REPORT_DIR = "convbench-report"
 
 class UsageError(Exception):
     """A bad command line: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors as :class:`UsageError` (one line, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)", self.prog)
+
+
+def _seconds(value: str) -> float:
+    """A positive, finite number of seconds (``--timeout``, ``--budget``, ``--deadline``)."""
+    try:
+        s = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {value!r}") from None
+    if not math.isfinite(s) or s <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (a finite number > 0), got {value!r}")
+    return s
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -35,7 +55,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="convbench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="implementations, available or not, and why")
@@ -45,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check implementations against the float64 oracle")
     _add_selection(p)
     p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds one check may take before it is a timeout")
 
     p = sub.add_parser("bench", help="time implementations; append JSON-lines records")
     _add_selection(p)
     p.add_argument("--out", metavar="FILE", help="append bench records (JSON lines) to FILE")
-    p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds for the whole run")
+    p.add_argument("--budget", type=_seconds, default=None, metavar="S", help="seconds for the whole run")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
     p.add_argument("--resume", action="store_true", help="skip what --out already holds")
 
@@ -72,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations")
     p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
-    p.add_argument("--budget", type=float, default=100.0, metavar="S", help="seconds for benchmarking (default 100)")
+    p.add_argument("--budget", type=_seconds, default=100.0, metavar="S",
+                   help="seconds for benchmarking (default 100)")
     p.add_argument("--op", action="append", default=None, help="operators (default: all with implementations)")
     return ap
 
@@ -109,13 +130,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     # checking wants small cases that cover every parameter: the edge suite
+    if args.json:  # refused before anything runs, not after
+        store.check_writable_json(args.json)
     impls, cases = _selection(args, "edge")
     from convbench.verify import format_report, run_checks
 
     records = run_checks(impls, cases, timeout=args.timeout)
+    # the results are printed first: a --json that fails to write loses none of them
+    print(format_report(records), flush=True)
     if args.json:
-        _write_json(Path(args.json), records)
-    print(format_report(records))
+        store.write_json(args.json, records)
     return 1 if any(r["status"] in FAILING for r in records) else 0
 
 
@@ -127,8 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --out FILE (the records to resume from)")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    if args.budget is not None and args.budget <= 0:
-        raise UsageError(f"--budget must be > 0 seconds, got {args.budget}")
+    if args.out:  # an output that cannot take the records is refused before anything is measured
+        store.check_appendable(args.out)
     impls, cases = _selection(args, "quick")
     from convbench.measure.bench import format_summary, run_bench
 
@@ -146,9 +170,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     for i in args.inputs:
         if not Path(i).exists():
             raise UsageError(f"report input {i!r} does not exist")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is an existing file; give a directory for the report")
     import reports
 
-    frame = reports.load([Path(i) for i in args.inputs])
+    frame = _read_inputs(reports.load, [Path(i) for i in args.inputs])
     paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
     print(reports.summary_text(frame, baseline=args.baseline))
     for kind, path in paths.items():
@@ -160,13 +186,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         threshold = float(str(args.threshold).rstrip("%"))
     except ValueError:
-        raise UsageError(f"--threshold must be a percentage like 10 or 10%, got {args.threshold!r}") from None
+        threshold = math.nan
+    if not math.isfinite(threshold) or threshold < 0:
+        raise UsageError(f"--threshold must be a percentage >= 0 like 10 or 10%, got {args.threshold!r}")
     for i in (args.old, args.new):
         if not Path(i).exists():
             raise UsageError(f"compare input {i!r} does not exist")
     from reports.compare import compare
 
-    text, regressed = compare(Path(args.old), Path(args.new), threshold_pct=threshold)
+    text, regressed = _read_inputs(compare, Path(args.old), Path(args.new), threshold_pct=threshold)
     print(text)
     return 1 if regressed else 0
 
@@ -195,7 +223,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from convbench.measure.machine import fingerprint, machine_record, peaks
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out!r} is an existing file; give a directory for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out!r} cannot be created ({exc.strerror or exc})") from None
+    bench_path = out / "bench.jsonl"
+    _move_aside(bench_path)
     ops = args.op or [o for o in op_names() if registered(o)]
     # the peaks are measured afresh: % of peak must not rest on a measurement cached while the
     # machine was busy
@@ -203,15 +238,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     machine = machine_record(fp, peaks(fp, refresh=True))
     t0 = time.perf_counter()
     check_records: list[dict[str, Any]] = []
-    bench_path = out / "bench.jsonl"
-    if bench_path.exists():  # a fresh run: records of an earlier run would be mixed in
-        bench_path.unlink()
     for i, op in enumerate(ops):
         # the baseline first in each case: if the budget runs short, it is the last to go
         impls = sorted(registered(op), key=lambda m: m.info.name != "torch_cpu")
         print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
         recs = run_checks(impls, get_suite("edge", op))
         check_records += recs
+        store.write_json(out / "check.json", check_records)  # kept whatever happens to the benchmarks
         failed = [r for r in recs if r["status"] in FAILING]
         print(f"   {sum(r['status'] == 'passed' for r in recs)} passed, {len(failed)} failed, "
               f"{sum(r['status'] in ('skipped', 'unsupported') for r in recs)} skipped or unsupported", flush=True)
@@ -221,7 +254,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False,
                   machine=machine)
         args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
-    _write_json(out / "check.json", check_records)
     frame = reports.load([bench_path])
     paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records)
     print()
@@ -237,11 +269,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    tmp.replace(path)
+def _move_aside(path: Path) -> None:
+    """A fresh run must not mix its records with an earlier run's: move ``path`` aside (never
+    deleted) to ``<stem>.<its time>.jsonl`` and say so."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(f"{path} exists and is not a records file; move it away first")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(path.stat().st_mtime))
+    dest = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    n = 1
+    while dest.exists():
+        dest = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}")
+        n += 1
+    path.rename(dest)
+    print(f"an earlier run's records {path} were moved to {dest}", file=sys.stderr)
+
+
+def _read_inputs(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args)`` where a file it reads that is not what it should be is a usage error (one line)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, OSError) as exc:  # RecordFileError, UnicodeDecodeError, bad JSON, a bad record
+        raise UsageError(" ".join(str(exc).split()) or type(exc).__name__) from None
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -255,20 +305,44 @@ COMMANDS = {"list": cmd_list, "check": cmd_check, "bench": cmd_bench, "report": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {_one_line(exc.args[0])}",
+              file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ParamError) as exc:
-        print(f"convbench {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, ParamError, store.RecordFileError) as exc:
+        print(f"convbench {args.command}: error: {_one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"convbench {args.command}: interrupted; records written so far are kept", file=sys.stderr)
+        kept = getattr(args, "out", None) if args.command in ("bench", "run") else None
+        print(f"convbench {args.command}: interrupted" + (f"; the records written to {kept} so far are kept"
+                                                          if kept else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader went away (`convbench list | head`): stop quietly, as other command-line
         # tools do; stdout goes to /dev/null so that flushing it at exit raises nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # a bug of convbench's own: one line, the traceback on request
+        if os.environ.get("CONVBENCH_DEBUG"):
+            raise
+        print(f"convbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(this is a bug in convbench; CONVBENCH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+#: longest message printed whole; longer ones are cut with a note
+MAX_MESSAGE = 2000
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + f" ... [{len(text) - MAX_MESSAGE} more characters cut]"
+    return text
 
 
 if __name__ == "__main__":

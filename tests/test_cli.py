@@ -42,7 +42,7 @@ def test_list_json(capsys):
     (["check", "--suite", "nonesuch"], "nonesuch"),
     (["bench", "--resume"], "--resume needs --out"),
     (["bench", "--threads", "0"], "--threads must be >= 1, got 0"),
-    (["bench", "--budget", "-5"], "--budget must be > 0"),
+    (["bench", "--budget", "-5"], "--budget: expected seconds (a finite number > 0), got '-5'"),
     (["report", "does-not-exist.jsonl"], "does-not-exist.jsonl"),
     (["report", "x.jsonl", "--format", "pdf"], "pdf"),
     (["compare", "a.jsonl", "b.jsonl", "--threshold", "ten"], "ten"),
