@@ -7,6 +7,14 @@ killed); a child that dies (``os.abort()``, a segfault, ``sys.exit``) as ``crash
 call after a timeout or a crash starts a fresh child. Nothing here knows about checks or timing:
 the verifier and the benchmark runner both send it functions by name.
 
+Containment: each child leads its own process group, and a timeout or crash kills the whole group
+(whatever the implementation forked dies with it); a child dies with the process that started it
+(``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread that kills the group once the parent is
+gone); every wait has a deadline, including the read of an answer, and a child that exits while
+something it started still holds the pipe is ``crashed`` at once; the child runs under a memory
+limit (:func:`memory_limit`) so a runaway allocation is a ``MemoryError``, not the machine's.
+None of this is a sandbox: the implementation's code runs with the user's rights.
+
 Examples
 --------
 >>> with Worker("im2col", "conv2d") as wk:                      # doctest: +SKIP
@@ -16,20 +24,34 @@ Examples
 """
 from __future__ import annotations
 
+import atexit
+import ctypes
 import importlib
 import os
+import pickle
+import resource
+import select
 import signal
+import struct
 import subprocess
 import sys
+import threading
+import time
 import traceback
-from multiprocessing.connection import Connection
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Result", "Worker", "run_isolated", "STARTUP_TIMEOUT"]
+__all__ = ["Result", "Worker", "run_isolated", "memory_limit", "cut", "STARTUP_TIMEOUT", "MAX_MESSAGE"]
 
 #: seconds a child may take to start and load its implementation (imports torch, a user's file)
 STARTUP_TIMEOUT = 120.0
+#: longest message (an exception's text) passed on whole; longer ones are cut with a note
+MAX_MESSAGE = 2000
+#: seconds to wait for the rest of an answer once its first bytes came, and for a killed child
+_GRACE = 5.0
+_HEADER = struct.Struct(">Q")
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,35 @@ class Result:
         return self.status == "ok"
 
 
+def cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, or its first ``limit`` characters and a note saying how much was cut."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} ... [{len(text) - limit} more characters cut]"
+
+
+def memory_limit() -> int | None:
+    """Bytes of data a worker may allocate: what this machine has available now (with what the
+    worker already holds), or ``$CONVBENCH_WORKER_MEMORY`` (bytes, or with a K/M/G/T suffix;
+    ``off`` for none). None: no limit."""
+    env = os.environ.get("CONVBENCH_WORKER_MEMORY", "").strip().lower()
+    if env in ("off", "none", "0"):
+        return None
+    if env:
+        mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(env[-1], 1)
+        try:
+            return int(float(env.rstrip("kmgtb") if mult > 1 else env) * mult)
+        except ValueError:
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split()[1:2]}
+        return info.get("MemAvailable") or info.get("MemTotal")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _resolve(fn: str | Callable[..., Any]) -> Callable[..., Any]:
     if callable(fn):
         return fn
@@ -60,42 +111,103 @@ def _resolve(fn: str | Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return cut(f"{type(exc).__name__}: {exc}")
 
 
-def _main() -> None:
-    """Entry point of the child: ``python -c '...; _main()' READ_FD WRITE_FD SPEC OP``."""
-    rfd, wfd, spec, op = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None, sys.argv[4] or None
-    _child(_Duplex(Connection(rfd, writable=False), Connection(wfd, readable=False)), spec, op)
+# --- framing: a length, then a pickle ------------------------------------------------------------
+
+def _frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
 
 
-class _Duplex:
-    """Two one-way connections as one (``send`` on one pipe, ``recv``/``poll`` on the other)."""
+def _read_exact(fd: int, n: int) -> bytes:
+    """``n`` bytes from a blocking ``fd`` (the child's side); EOFError when the parent is gone."""
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, 1 << 20))
+        if not b:
+            raise EOFError
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
 
-    def __init__(self, rx: Connection, tx: Connection) -> None:
-        self.rx, self.tx = rx, tx
 
-    def send(self, obj: Any) -> None:
-        self.tx.send(obj)
+class _ChildPipe:
+    """The child's end: blocking reads and writes of whole frames."""
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
 
     def recv(self) -> Any:
-        return self.rx.recv()
+        (n,) = _HEADER.unpack(_read_exact(self.rfd, _HEADER.size))
+        return pickle.loads(_read_exact(self.rfd, n))
 
-    def poll(self, timeout: float | None = None) -> bool:
-        return self.rx.poll(timeout)
-
-    def close(self) -> None:
-        self.rx.close()
-        self.tx.close()
+    def send(self, obj: Any) -> None:
+        data = memoryview(_frame(obj))
+        while data:
+            data = data[os.write(self.wfd, data):]
 
 
-def _child(conn: Any, spec: str | None, op: str | None) -> None:
+# --- the child -----------------------------------------------------------------------------------
+
+def _main() -> None:
+    """Entry point of the child: ``python -c '...; _main()' READ_FD WRITE_FD SPEC OP PARENT DEATHSIG``."""
+    rfd, wfd, spec, op = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None, sys.argv[4] or None
+    parent, deathsig = int(sys.argv[5]), sys.argv[6] == "1"
+    _die_with(parent, deathsig)
+    _child(_ChildPipe(rfd, wfd), spec, op)
+
+
+def _die_with(parent: int, deathsig: bool) -> None:
+    """Kill this process group once ``parent`` is gone: by the kernel when it dies (Linux), and by
+    a watchdog thread that sees this process adopted by another."""
+    if deathsig:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # not Linux: the watchdog alone
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    if os.getppid() != parent:  # the parent died before the guard was set
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    threading.Thread(target=watch, name="convbench-watchdog", daemon=True).start()
+
+
+def _limit_memory(impl: Any) -> None:
+    """Cap the data this child may allocate (not for GPU implementations, whose drivers map
+    large regions of address space)."""
+    if getattr(getattr(impl, "info", None), "device", "cpu") == "cuda":
+        return
+    limit = memory_limit()
+    if limit is None:
+        return
+    try:
+        with open("/proc/self/status") as f:
+            held = next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmData:")), 0)
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        want = held + limit
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        if soft == resource.RLIM_INFINITY or want < soft:
+            resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _child(conn: _ChildPipe, spec: str | None, op: str | None) -> None:
     impl = None
     try:
         if spec is not None:
             from convbench.registry import load_impl
 
             impl = load_impl(spec, op=op)
+        _limit_memory(impl)
         conn.send(("ok", None, ""))
     except BaseException as exc:  # report a failed load instead of dying silently
         conn.send(("error", None, f"loading {spec!r} failed: {_describe(exc)}"))
@@ -115,7 +227,7 @@ def _child(conn: Any, spec: str | None, op: str | None) -> None:
         except BaseException as exc:
             tb = traceback.format_exc(limit=-3)
             try:
-                conn.send(("error", None, f"{_describe(exc)}\n{tb}"))
+                conn.send(("error", None, f"{_describe(exc)}\n{cut(tb)}"))
             except Exception as send_exc:  # the exception itself would not pickle
                 conn.send(("error", None, f"{_describe(exc)} (unpicklable: {send_exc})"))
 
@@ -130,6 +242,23 @@ def _death(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"the worker process died from {name} (exit code {exitcode})"
     return f"the worker process exited with code {exitcode}"
+
+
+class _Dead(Exception):
+    """The child is gone (or stopped reading) while a frame was in transit."""
+
+
+#: workers with a live child: their process groups are killed when this process exits
+_LIVE: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_all() -> None:
+    for wk in list(_LIVE):
+        try:
+            wk._kill()
+        except Exception:
+            pass
 
 
 class Worker:
@@ -148,16 +277,17 @@ class Worker:
 
     Notes
     -----
-    The child is ``python -c`` with the parent's ``sys.path``; its stdout goes to the parent's
-    stderr, so an implementation that prints cannot corrupt the protocol (which uses its own
-    pipes). Functions given by name are imported in the child; callables must be picklable.
+    The child is ``python -c`` with the parent's ``sys.path``, in a process group of its own; its
+    stdout goes to the parent's stderr, so an implementation that prints cannot corrupt the
+    protocol (which uses its own pipes) or the command's output. Functions given by name are
+    imported in the child; callables must be picklable.
     """
 
     def __init__(self, spec: str | None = None, op: str | None = None,
                  startup_timeout: float = STARTUP_TIMEOUT) -> None:
         self.spec, self.op, self.startup_timeout = spec, op, startup_timeout
         self._proc: Any = None
-        self._conn: Any = None
+        self._rx = self._tx = -1
         self.starts = 0  # how many children this worker has started
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -168,14 +298,25 @@ class Worker:
         to_child, from_child = os.pipe(), os.pipe()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         code = "from convbench.measure.isolate import _main; _main()"
-        proc = subprocess.Popen([sys.executable, "-c", code, str(to_child[0]), str(from_child[1]),
-                                 self.spec or "", self.op or ""],
-                                pass_fds=(to_child[0], from_child[1]), env=env, stdin=subprocess.DEVNULL,
-                                stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None)
+        # the kernel's parent-death signal follows the thread that started the child: only from
+        # the main thread, which lives as long as this process (the watchdog covers the rest)
+        deathsig = threading.current_thread() is threading.main_thread()
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", code, str(to_child[0]), str(from_child[1]),
+                                     self.spec or "", self.op or "", str(os.getpid()), "1" if deathsig else "0"],
+                                    pass_fds=(to_child[0], from_child[1]), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
+                                    start_new_session=True)
+        except OSError as exc:
+            for fd in (*to_child, *from_child):
+                os.close(fd)
+            return Result("crashed", None, f"starting the worker: {exc}")
         os.close(to_child[0])
         os.close(from_child[1])
-        self._proc = proc
-        self._conn = _Duplex(Connection(from_child[0], writable=False), Connection(to_child[1], readable=False))
+        os.set_blocking(from_child[0], False)
+        os.set_blocking(to_child[1], False)
+        self._proc, self._rx, self._tx = proc, from_child[0], to_child[1]
+        _LIVE.add(self)
         res = self._receive(self.startup_timeout)
         if res.status != "ok":
             self._kill()
@@ -183,28 +324,37 @@ class Worker:
         return res
 
     def _kill(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
+        """Kill the child's whole process group (what it forked too) and reap the child."""
+        proc = self._proc
+        if proc is not None:
             try:
-                self._proc.wait(5)
+                os.killpg(proc.pid, signal.SIGKILL)   # the child leads its group: pgid == pid
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(_GRACE)
             except subprocess.TimeoutExpired:
                 pass
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+        for fd in (self._rx, self._tx):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._proc, self._rx, self._tx = None, -1, -1
+        _LIVE.discard(self)
 
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def close(self) -> None:
-        """Stop the child (politely, then by force)."""
-        if self._conn is not None and self.alive:
+        """Stop the child (politely, then by force, with its group)."""
+        if self._proc is not None and self.alive:
             try:
-                self._conn.send(None)
+                self._send(None, time.monotonic() + 2)
                 self._proc.wait(2)
-            except (OSError, subprocess.TimeoutExpired):
+            except (_Dead, OSError, subprocess.TimeoutExpired):
                 pass
         self._kill()
 
@@ -220,23 +370,67 @@ class Worker:
         except Exception:
             pass
 
-    # --- calls -----------------------------------------------------------------------------
+    # --- the pipes, with deadlines -----------------------------------------------------------
+    def _send(self, obj: Any, deadline: float | None) -> None:
+        data = memoryview(_frame(obj))
+        while data:
+            if self._proc.poll() is not None:
+                raise _Dead
+            wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError
+            if _ready(self._tx, select.POLLOUT, wait):
+                try:
+                    data = data[os.write(self._tx, data):]
+                except BlockingIOError:
+                    continue
+                except (BrokenPipeError, OSError):
+                    raise _Dead from None
+
+    def _read(self, n: int, deadline: float | None, started: list[bool]) -> bytes:
+        """``n`` bytes of an answer, or TimeoutError past ``deadline`` (``_GRACE`` past the first
+        byte), or _Dead once the child has exited and nothing more is coming."""
+        chunks, got = [], 0
+        while got < n:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError
+            wait = 0.2 if deadline is None else min(0.2, deadline - now)
+            if _ready(self._rx, select.POLLIN, wait):
+                try:
+                    b = os.read(self._rx, min(n - got, 1 << 20))
+                except BlockingIOError:
+                    continue
+                if not b:
+                    raise _Dead
+                if not started[0]:
+                    started[0] = True
+                    deadline = max(deadline or 0, time.monotonic() + _GRACE) if deadline is not None else None
+                chunks.append(b)
+                got += len(b)
+            elif self._proc.poll() is not None:
+                # exited, nothing readable: a grandchild may hold the pipe open, EOF may never come
+                raise _Dead
+        return b"".join(chunks)
+
     def _receive(self, timeout: float | None) -> Result:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        started = [False]
         try:
-            ready = self._conn.poll(timeout)
-        except (OSError, EOFError):
-            ready = True
-        if not ready:
+            (n,) = _HEADER.unpack(self._read(_HEADER.size, deadline, started))
+            status, value, message = pickle.loads(self._read(n, deadline, started))
+        except TimeoutError:
             self._kill()
             return Result("timeout", None, f"no answer within {timeout:g} s; the worker was killed")
-        try:
-            status, value, message = self._conn.recv()
-        except (EOFError, OSError):
+        except (_Dead, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+            proc = self._proc
             try:
-                self._proc.wait(5)
+                proc.wait(_GRACE)
             except subprocess.TimeoutExpired:
                 pass
-            why = _death(self._proc.poll())
+            why = _death(proc.poll())
+            if not isinstance(exc, (_Dead, OSError, EOFError)):
+                why += f" (its answer could not be read: {type(exc).__name__})"
             self._kill()
             return Result("crashed", None, why)
         return Result(status, value, message)
@@ -260,18 +454,30 @@ class Worker:
             Never raises because of what the child did.
         """
         if not self.alive:
-            if self._proc is not None or self._conn is not None:
+            if self._proc is not None:
                 self._kill()
             res = self._start()
             self.starts += 1
             if not res.ok:
                 return res
         try:
-            self._conn.send((fn, args, kwargs))
-        except (OSError, BrokenPipeError) as exc:
+            self._send((fn, args, kwargs), None if timeout is None else time.monotonic() + timeout)
+        except TimeoutError:
             self._kill()
-            return Result("crashed", None, f"the worker process is gone ({exc})")
+            return Result("timeout", None, f"the worker took no call within {timeout:g} s; it was killed")
+        except _Dead:
+            code = self._proc.poll() if self._proc is not None else None
+            self._kill()
+            return Result("crashed", None, f"the worker process is gone ({_death(code)})")
         return self._receive(timeout)
+
+
+def _ready(fd: int, event: int, timeout: float) -> bool:
+    """Whether ``fd`` can be read (``POLLIN``) or written (``POLLOUT``) within ``timeout`` seconds;
+    a closed other end counts as ready (the read or write then says so)."""
+    p = select.poll()
+    p.register(fd, event)
+    return bool(p.poll(max(timeout, 0) * 1000))
 
 
 def _has_fileno(stream: Any) -> bool:
