@@ -122,3 +122,26 @@ def test_a_huge_exception_message_comes_back_cut_with_a_note():
     with Worker() as wk:
         r = wk.call("_hostile:raise_long", 5_000_000, timeout=60)
     assert r.status == "error" and len(r.message) < 10_000 and "more characters cut" in r.message
+
+
+def test_a_case_larger_than_the_machine_is_skipped_with_that_reason_before_it_runs(capsys):
+    from convbench.cli import main
+
+    t0 = time.monotonic()
+    assert main(["check", "--impl", "im2col", "--case", "n1000000c1000000h56w56o64k3"]) == 0
+    out = capsys.readouterr().out
+    assert "PiB" in out and "available" in out and "MemoryError" not in out
+    assert time.monotonic() - t0 < 60
+
+
+def test_the_memory_guard_uses_what_is_available(monkeypatch):
+    from convbench.cases import parse_descriptor
+    from convbench.measure import guard
+
+    case = parse_descriptor("n1c3h8w8o4k3", "conv2d")
+    need = guard.case_bytes(case)
+    assert need == 4 * 2 * (3 * 64 + 4 * 27 + 4 + 4 * 36)   # inputs, output and their gradients
+    monkeypatch.setenv("CONVBENCH_AVAILABLE_MEMORY", str(need))
+    assert guard.too_big(case) is None
+    monkeypatch.setenv("CONVBENCH_AVAILABLE_MEMORY", str(need - 1))
+    assert "available" in guard.too_big(case)

@@ -42,6 +42,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from convbench.measure import guard
+
 __all__ = ["Result", "Worker", "run_isolated", "memory_limit", "cut", "STARTUP_TIMEOUT", "MAX_MESSAGE"]
 
 #: seconds a child may take to start and load its implementation (imports torch, a user's file)
@@ -80,9 +82,10 @@ def cut(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def memory_limit() -> int | None:
-    """Bytes of data a worker may allocate: what this machine has available now (with what the
-    worker already holds), or ``$CONVBENCH_WORKER_MEMORY`` (bytes, or with a K/M/G/T suffix;
-    ``off`` for none). None: no limit."""
+    """Bytes of data a worker may allocate beyond what it holds once loaded: what this machine has
+    available now (:func:`convbench.measure.guard.available_memory`), or
+    ``$CONVBENCH_WORKER_MEMORY`` (bytes, or with a K/M/G/T suffix; ``off`` for none). None: no
+    limit."""
     env = os.environ.get("CONVBENCH_WORKER_MEMORY", "").strip().lower()
     if env in ("off", "none", "0"):
         return None
@@ -92,12 +95,7 @@ def memory_limit() -> int | None:
             return int(float(env.rstrip("kmgtb") if mult > 1 else env) * mult)
         except ValueError:
             return None
-    try:
-        with open("/proc/meminfo") as f:
-            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split()[1:2]}
-        return info.get("MemAvailable") or info.get("MemTotal")
-    except (OSError, ValueError, IndexError):
-        return None
+    return guard.available_memory()
 
 
 def _resolve(fn: str | Callable[..., Any]) -> Callable[..., Any]:

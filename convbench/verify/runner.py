@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from convbench._progress import progress
 from convbench.cases import Case
+from convbench.measure import guard
 from convbench.registry import availability
 from convbench.verify.checks import CHECKS, run_check
 
@@ -173,6 +174,9 @@ def _check_case(runner: _Runner, impl: Any, case: Case, names: list[str], shrink
     recs = [_full(impl, case, r) for r in unsup]
     if not dirs:
         return recs
+    too_big = guard.too_big(case)
+    if too_big:   # before any array is made
+        return recs + [_full(impl, case, _plain("skipped", too_big, d, name)) for name in names for d in dirs]
     for name in names:
         given_up = runner.given_up
         if given_up:
