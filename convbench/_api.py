@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from convbench._errors import ParamError
+from convbench.measure import guard
 from convbench.ops import OpParams, get_op
 from convbench.registry import availability, load_impl
 
@@ -29,10 +30,23 @@ def _ready(inst: Any, p: OpParams, dtype: str, direction: str) -> None:
         raise UnsupportedError(f"{inst.info.name} cannot run {p.op} {p.descriptor} {dtype} {direction}: {why}")
 
 
+def _fits(p: OpParams, dtype: np.dtype, hyper: dict[str, Any]) -> None:
+    """ParamError, naming the arguments, for a call whose arrays could never fit in memory
+    (``padding=10**9``): said before anything is allocated."""
+    have = guard.available_memory()
+    shapes = p.shapes()
+    need = dtype.itemsize * sum(int(np.prod(s, dtype=object)) for s in shapes.values())
+    if have is not None and need > have:
+        args = ", ".join(f"{k}={v!r}" for k, v in hyper.items() if v not in (None, 0, 1, False, (0, 0), (1, 1)))
+        raise ParamError(f"{p.op}({args}): the output would have shape {shapes.get('y')} and the call's arrays "
+                         f"take {guard.fmt_bytes(need)}; this machine has {guard.fmt_bytes(have)} available")
+
+
 def run_forward(op: str, impl: Any, inputs: tuple[Any, ...], hyper: dict[str, Any]) -> np.ndarray:
     spec = get_op(op)
     p = spec.params_from_arrays(*inputs, **hyper)
     dtype = inputs[0].dtype
+    _fits(p, dtype, hyper)
     inst = _resolve(op, impl)
     if inst is None:
         return spec.reference_forward(p, *inputs).astype(dtype)
@@ -50,6 +64,7 @@ def run_backward(op: str, impl: Any, dy: Any, inputs: tuple[Any, ...], hyper: di
     if hasattr(p, "bias") and p.bias != bias:
         p = type(p)(**{**p.asdict(), "bias": bias})
     dtype = inputs[0].dtype
+    _fits(p, dtype, hyper)
     expect = p.shapes()["dy"]
     if not isinstance(dy, np.ndarray):
         raise TypeError(f"dy must be a numpy.ndarray, got {type(dy).__name__}")

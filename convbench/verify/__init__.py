@@ -49,6 +49,8 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
 
     impl = load_impl(spec_or_impl, op=op)
     op = op or impl.info.op
+    if isinstance(cases, (str, Case)):  # one descriptor or case, not a sequence of characters
+        cases = [cases]
     if cases is not None:
         descs = [c for c in cases if isinstance(c, str)]
         chosen = [c for c in cases if isinstance(c, Case)] + cases_from(op, None, descs) if descs else list(cases)

@@ -61,8 +61,15 @@ def _exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}{notes}"
 
 
-def _call(impl: Any, case: Case, inputs: dict[str, np.ndarray], direction: str) -> dict[str, Any]:
-    return run_impl(impl, case.params, inputs, direction)
+def _call(impl: Any, case: Case, inputs: dict[str, np.ndarray], direction: str,
+          raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_impl(impl, case.params, inputs, direction, raw)
+
+
+def _fresh(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copies of ``inputs`` for one call: an implementation that writes into its inputs changes
+    neither the reference computed from them nor the next call (``inputs_unmodified`` reports it)."""
+    return {k: None if v is None else v.copy() for k, v in inputs.items()}
 
 
 def _errors(check: str, case: Case, direction: str, exc: BaseException, per_value: bool) -> list[dict[str, Any]]:
@@ -170,7 +177,7 @@ def check_exact(impl: Any, case: Case, directions: list[str]) -> list[dict[str, 
             continue
         inputs = get_op(p.op).make_inputs(p, case.dtype, fill="exact", seed=SEED)
         try:
-            got = _call(impl, case, inputs, direction)
+            got = _call(impl, case, _fresh(inputs), direction)
         except Exception as exc:
             out += _errors("exact", case, direction, exc, True)
             continue
@@ -193,7 +200,7 @@ def check_random(impl: Any, case: Case, directions: list[str], *, seed: int = SE
     inputs = get_op(p.op).make_inputs(p, case.dtype, fill="random", seed=seed)
     for direction in directions:
         try:
-            got = _call(impl, case, inputs, direction)
+            got = _call(impl, case, _fresh(inputs), direction)
         except Exception as exc:
             out += _errors("random", case, direction, exc, True)
             continue
@@ -259,19 +266,36 @@ def check_shape(impl: Any, case: Case, directions: list[str]) -> list[dict[str, 
 def check_dtype(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:
     """Every result is a NumPy array (after ``to_numpy``) of the input dtype."""
 
+    numpy_backend = getattr(impl.info, "backend", "numpy") == "numpy"
+
     def body(direction: str, inputs: dict[str, np.ndarray]) -> tuple[str, str]:
-        got = _call(impl, case, inputs, direction)
+        raw: dict[str, Any] = {}
+        got = _call(impl, case, inputs, direction, raw)
         probs = []
         for d, g in got.items():
             if g is None:
                 continue
-            if not isinstance(g, np.ndarray):
+            kind = _not_an_array(raw.get(d)) if numpy_backend else None
+            if kind:
+                probs.append(f"{d}: returned {kind}, not an ndarray")
+            elif not isinstance(g, np.ndarray):
                 probs.append(f"{d} is a {type(g).__name__}, not a numpy.ndarray")
             elif g.dtype != np.dtype(case.dtype):
                 probs.append(f"{d} has dtype {g.dtype} for {case.dtype} inputs")
         return ("failed", "; ".join(probs)) if probs else ("passed", "")
 
     return _each_direction("dtype", impl, case, directions, body)
+
+
+def _not_an_array(r: Any) -> str | None:
+    """What a NumPy implementation returned instead of an array (a list, a torch tensor), or None.
+    Objects holding the array in ``.data`` (seed-style layers) are the adapters' to unwrap."""
+    if isinstance(r, (list, tuple)):
+        return f"a {type(r).__name__}"
+    mod = type(r).__module__ or ""
+    if mod.split(".")[0] in ("torch", "cupy", "jax", "jaxlib", "tensorflow"):
+        return f"a {mod.split('.')[0]}.{type(r).__name__}"
+    return None
 
 
 def check_inputs_unmodified(impl: Any, case: Case, directions: list[str]) -> list[dict[str, Any]]:

@@ -40,15 +40,18 @@ def expected(p: OpParams, inputs: dict[str, np.ndarray], direction: str) -> dict
     return {g: v for g, v in zip(spec.grads, grads) if v is not None}
 
 
-def run_impl(impl: Any, p: OpParams, inputs: dict[str, np.ndarray], direction: str) -> dict[str, Any]:
+def run_impl(impl: Any, p: OpParams, inputs: dict[str, np.ndarray], direction: str,
+             raw: dict[str, Any] | None = None) -> dict[str, Any]:
     """The implementation's results of ``direction``, as NumPy arrays keyed like :func:`expected`.
 
-    A missing gradient is None. Exceptions from the implementation propagate.
+    A missing gradient is None. Exceptions from the implementation propagate. ``raw``, when given,
+    receives the results as the implementation returned them, before ``to_numpy``.
     """
     spec = get_op(p.op)
+    raw = {} if raw is None else raw
     if direction == "forward":
         native = impl.prepare(*forward_args(p, inputs))
-        out = impl.forward(p, *native)
+        out = raw["forward"] = impl.forward(p, *native)
         impl.sync()
         return {"forward": None if out is None else impl.to_numpy(out)}
     native = impl.prepare(*backward_args(p, inputs))
@@ -58,4 +61,5 @@ def run_impl(impl: Any, p: OpParams, inputs: dict[str, np.ndarray], direction: s
         raise TypeError(f"backward must return a tuple ({', '.join(spec.grads)}), got {type(grads).__name__}")
     if len(grads) != len(spec.grads):
         raise TypeError(f"backward must return {len(spec.grads)} gradients ({', '.join(spec.grads)}), got {len(grads)}")
+    raw.update(zip(spec.grads, grads))
     return {g: (None if v is None else impl.to_numpy(v)) for g, v in zip(spec.grads, grads)}

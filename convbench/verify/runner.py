@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from convbench._progress import progress
 from convbench.cases import Case
 from convbench.measure import guard
+from convbench.measure.isolate import Worker, cut
 from convbench.registry import availability
 from convbench.verify.checks import CHECKS, run_check
 
@@ -44,6 +45,8 @@ def repro_command(impl: Any, case: Case) -> str:
 def _full(impl: Any, case: Case, partial: dict[str, Any], repro: str | None = None) -> dict[str, Any]:
     rec = {"impl": impl.info.name, "op": case.op, "case": case.id, **partial,
            "repro": repro or repro_command(impl, case)}
+    if isinstance(rec.get("message"), str):   # a 5 MB exception text is not a message
+        rec["message"] = cut(rec["message"])
     return {k: rec.get(k) for k in RECORD_KEYS}
 
 
@@ -65,8 +68,6 @@ class _Runner:
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
         self.worker = None
         if self.isolated:
-            from convbench.measure.isolate import Worker
-
             self.worker = Worker(spec, impl.info.op)
         self.timeouts = self.crashes = 0
 
