@@ -91,3 +91,17 @@ def test_a_long_error_message_is_cut_with_a_note(tmp_path):
             "conv2d", None, ["n1c2h5w5o2k3"]), isolate=isolate, checks=["random"], shrink=False)
         assert recs and all(len(r["message"]) < 5000 and "more characters cut" in r["message"]
                             for r in recs if r["status"] == "error"), isolate
+
+
+@pytest.mark.parametrize("text,says", [
+    ("n-1c3h8w8o4k3", "key 'n' (position 0) needs a whole number >= 0, got '-1'"),
+    ("n1c3h8w8o4k3s-2", "key 's' (position 12) needs a whole number >= 0, got '-2'"),
+    ("n1c3h8w8o4k1.5", "numbers are whole, got '1.5'"),
+    ("n1c3h8w8o4k", "key 'k' (position 10) needs a whole number >= 0, got nothing"),
+])
+def test_a_bad_descriptor_value_is_named_on_one_line(text, says):
+    from convbench.cases import parse_descriptor
+
+    with pytest.raises(convbench.ParamError) as ei:
+        parse_descriptor(text)
+    assert says in str(ei.value) and "\n" not in str(ei.value)

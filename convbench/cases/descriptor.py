@@ -17,6 +17,23 @@ _VALUE_KEYS = ("cip", "dt", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "do"
 _DTYPES = {32: "float32", 64: "float64"}
 
 
+def _bad_token(text: str, s: str, i: int) -> str:
+    """What is wrong at position ``i``: a known key without a whole number (``n-1``, ``k1.5``,
+    ``s``), or a token that is no key at all; one line."""
+    key = next((k for k in _VALUE_KEYS if s.startswith(k, i)), None)
+    if key is not None:
+        after = re.match(r"[-+]?[\d.]*[a-z]?", s[i + len(key):]).group(0) or "nothing"
+        value = after if after == "nothing" else repr(after.rstrip("abcdefghijklmnopqrstuvwxyz") or after)
+        return (f"case descriptor {text!r}: key {key!r} (position {i}) needs a whole number >= 0, "
+                f"got {value}")
+    if s[i] == "." and i and s[i - 1].isdigit():   # k1.5: the key read 1, then met the point
+        start = i - len(re.search(r"\d+$", s[:i]).group(0))
+        number = s[start:i + 1] + re.match(r"\d*", s[i + 1:]).group(0)
+        return f"case descriptor {text!r}: numbers are whole, got {number!r} at position {start}"
+    bad = re.match(r"[a-z]*\d*", s[i:]).group(0) or s[i]
+    return f"case descriptor {text!r}: unknown or malformed token {bad!r} at position {i}"
+
+
 def parse_descriptor(text: str, op: str = "conv2d") -> Case:
     """The case a descriptor names: ``n8c64h56w56o64k3s1p1``, ``n4c8l100o16k5``, ``n1c3h32w32k2``.
 
@@ -41,9 +58,7 @@ def parse_descriptor(text: str, op: str = "conv2d") -> Case:
             m = re.match(r"([a-z]+?)(\d+)", s[i:])
             key = next((k for k in _VALUE_KEYS if s.startswith(k, i) and s[i + len(k):i + len(k) + 1].isdigit()), None)
             if key is None:
-                bad = re.match(r"[a-z]*\d*", s[i:]).group(0) or s[i]
-                raise ParamError(f"case descriptor {text!r}: unknown or malformed token {bad!r} at position {i}\n"
-                                 f"  {text}\n  {' ' * i}^")
+                raise ParamError(_bad_token(text, s, i))
             m = re.match(r"\d+", s[i + len(key):])
             tok, val, j = key + m.group(0), int(m.group(0)), i + len(key) + len(m.group(0))
         if key in keys or (key == "dt" and "dt" in keys):
