@@ -100,16 +100,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any], list[Any]]:
-    from convbench.cases import cases_from
-    from convbench.ops import get_op
-    from convbench.registry import load_impl, resolve_impls
+#: seconds at least that loading a user's file may take when --timeout is shorter (imports torch)
+MIN_LOAD_TIMEOUT = 20.0
 
-    if args.op is None:  # a pooling layer class names its operator itself
-        args.op = load_impl(args.impl[0]).info.op if args.impl else "conv2d"
+
+def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any], list[Any]]:
+    """(implementations, cases) the command line names. A user's file or module is loaded only in
+    an isolated worker; one that fails to load is said on one line and left out
+    (``args.load_failed``), the others go on."""
+    from convbench.cases import cases_from
+    from convbench.measure.remote import LoadError, is_user_spec, load_isolated
+    from convbench.ops import get_op
+    from convbench.registry import load_impl, registered
+
+    if args.op is not None:
+        get_op(args.op)
+    timeout = getattr(args, "timeout", None)
+    impls, args.load_failed = [], []
+    for spec in args.impl or []:
+        if is_user_spec(spec) and not all(spec.rpartition(":")[::2]):
+            raise UsageError(f"--impl {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
+        try:
+            if is_user_spec(spec):
+                inst = load_isolated(spec, args.op, max(timeout, MIN_LOAD_TIMEOUT) if timeout else None)
+            else:
+                inst = load_impl(spec, op=args.op or "conv2d")
+        except LoadError as exc:
+            print(f"convbench {args.command}: error: --impl {spec}: {_one_line(str(exc))}", file=sys.stderr)
+            args.load_failed.append(spec)
+            continue
+        if args.op is None:  # a pooling layer class names its operator itself
+            args.op = inst.info.op
+        if inst.info.op != args.op:
+            raise ParamError(f"impl {spec!r} is a {inst.info.op} implementation, not {args.op}")
+        impls.append(inst)
+    if args.impl and not impls:
+        raise UsageError(f"no implementation could be loaded ({len(args.load_failed)} failed, said above)")
+    args.op = args.op or "conv2d"
     get_op(args.op)
     cases = cases_from(args.op, args.suite, args.case, default=default_suite)
-    impls = resolve_impls(args.impl, args.op)
+    if not args.impl:
+        impls = registered(args.op)
     if not impls:
         raise UsageError(f"no {args.op} implementation is registered")
     return impls, cases
@@ -140,6 +171,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(format_report(records), flush=True)
     if args.json:
         store.write_json(args.json, records)
+    if args.load_failed:
+        return 2
     return 1 if any(r["status"] in FAILING for r in records) else 0
 
 
@@ -159,6 +192,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     records = run_bench(impls, cases, out=Path(args.out) if args.out else None, budget=args.budget,
                         threads=args.threads, resume=args.resume)
     print(format_summary(records))
+    if args.load_failed:
+        return 2
+    if records and not any(r.get("status") == "ok" for r in records):
+        print("nothing was measured (the reasons are above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,7 +32,6 @@ import pickle
 import resource
 import select
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from convbench.measure import guard
+from convbench.measure.pipes import HEADER, ChildPipe, frame, pass_output, ready
 
 __all__ = ["Result", "Worker", "run_isolated", "memory_limit", "cut", "STARTUP_TIMEOUT", "MAX_MESSAGE"]
 
@@ -52,7 +52,6 @@ STARTUP_TIMEOUT = 120.0
 MAX_MESSAGE = 2000
 #: seconds to wait for the rest of an answer once its first bytes came, and for a killed child
 _GRACE = 5.0
-_HEADER = struct.Struct(">Q")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -112,41 +111,6 @@ def _describe(exc: BaseException) -> str:
     return cut(f"{type(exc).__name__}: {exc}")
 
 
-# --- framing: a length, then a pickle ------------------------------------------------------------
-
-def _frame(obj: Any) -> bytes:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    """``n`` bytes from a blocking ``fd`` (the child's side); EOFError when the parent is gone."""
-    chunks, got = [], 0
-    while got < n:
-        b = os.read(fd, min(n - got, 1 << 20))
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
-
-
-class _ChildPipe:
-    """The child's end: blocking reads and writes of whole frames."""
-
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self.rfd, self.wfd = rfd, wfd
-
-    def recv(self) -> Any:
-        (n,) = _HEADER.unpack(_read_exact(self.rfd, _HEADER.size))
-        return pickle.loads(_read_exact(self.rfd, n))
-
-    def send(self, obj: Any) -> None:
-        data = memoryview(_frame(obj))
-        while data:
-            data = data[os.write(self.wfd, data):]
-
-
 # --- the child -----------------------------------------------------------------------------------
 
 def _main() -> None:
@@ -154,7 +118,7 @@ def _main() -> None:
     rfd, wfd, spec, op = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None, sys.argv[4] or None
     parent, deathsig = int(sys.argv[5]), sys.argv[6] == "1"
     _die_with(parent, deathsig)
-    _child(_ChildPipe(rfd, wfd), spec, op)
+    _child(ChildPipe(rfd, wfd), spec, op)
 
 
 def _die_with(parent: int, deathsig: bool) -> None:
@@ -198,7 +162,7 @@ def _limit_memory(impl: Any) -> None:
         pass
 
 
-def _child(conn: _ChildPipe, spec: str | None, op: str | None) -> None:
+def _child(conn: ChildPipe, spec: str | None, op: str | None) -> None:
     impl = None
     try:
         if spec is not None:
@@ -276,8 +240,9 @@ class Worker:
     Notes
     -----
     The child is ``python -c`` with the parent's ``sys.path``, in a process group of its own; its
-    stdout goes to the parent's stderr, so an implementation that prints cannot corrupt the
-    protocol (which uses its own pipes) or the command's output. Functions given by name are
+    stdout and stderr go to the parent's stderr (the first :data:`~convbench.measure.pipes.MAX_OUTPUT` bytes; the rest is
+    counted), so an implementation that prints cannot corrupt the protocol (which uses its own
+    pipes) or the command's output. Functions given by name are
     imported in the child; callables must be picklable.
     """
 
@@ -299,18 +264,21 @@ class Worker:
         # the kernel's parent-death signal follows the thread that started the child: only from
         # the main thread, which lives as long as this process (the watchdog covers the rest)
         deathsig = threading.current_thread() is threading.main_thread()
+        output = os.pipe()
         try:
             proc = subprocess.Popen([sys.executable, "-c", code, str(to_child[0]), str(from_child[1]),
                                      self.spec or "", self.op or "", str(os.getpid()), "1" if deathsig else "0"],
                                     pass_fds=(to_child[0], from_child[1]), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
-                                    start_new_session=True)
+                                    stdout=output[1], stderr=output[1], start_new_session=True)
         except OSError as exc:
-            for fd in (*to_child, *from_child):
+            for fd in (*to_child, *from_child, *output):
                 os.close(fd)
             return Result("crashed", None, f"starting the worker: {exc}")
         os.close(to_child[0])
         os.close(from_child[1])
+        os.close(output[1])
+        threading.Thread(target=pass_output, args=(output[0], self.spec or "worker"), daemon=True,
+                         name="convbench-worker-output").start()
         os.set_blocking(from_child[0], False)
         os.set_blocking(to_child[1], False)
         self._proc, self._rx, self._tx = proc, from_child[0], to_child[1]
@@ -370,14 +338,14 @@ class Worker:
 
     # --- the pipes, with deadlines -----------------------------------------------------------
     def _send(self, obj: Any, deadline: float | None) -> None:
-        data = memoryview(_frame(obj))
+        data = memoryview(frame(obj))
         while data:
             if self._proc.poll() is not None:
                 raise _Dead
             wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
             if wait <= 0:
                 raise TimeoutError
-            if _ready(self._tx, select.POLLOUT, wait):
+            if ready(self._tx, select.POLLOUT, wait):
                 try:
                     data = data[os.write(self._tx, data):]
                 except BlockingIOError:
@@ -394,7 +362,7 @@ class Worker:
             if deadline is not None and now >= deadline:
                 raise TimeoutError
             wait = 0.2 if deadline is None else min(0.2, deadline - now)
-            if _ready(self._rx, select.POLLIN, wait):
+            if ready(self._rx, select.POLLIN, wait):
                 try:
                     b = os.read(self._rx, min(n - got, 1 << 20))
                 except BlockingIOError:
@@ -415,7 +383,7 @@ class Worker:
         deadline = None if timeout is None else time.monotonic() + timeout
         started = [False]
         try:
-            (n,) = _HEADER.unpack(self._read(_HEADER.size, deadline, started))
+            (n,) = HEADER.unpack(self._read(HEADER.size, deadline, started))
             status, value, message = pickle.loads(self._read(n, deadline, started))
         except TimeoutError:
             self._kill()
@@ -468,22 +436,6 @@ class Worker:
             self._kill()
             return Result("crashed", None, f"the worker process is gone ({_death(code)})")
         return self._receive(timeout)
-
-
-def _ready(fd: int, event: int, timeout: float) -> bool:
-    """Whether ``fd`` can be read (``POLLIN``) or written (``POLLOUT``) within ``timeout`` seconds;
-    a closed other end counts as ready (the read or write then says so)."""
-    p = select.poll()
-    p.register(fd, event)
-    return bool(p.poll(max(timeout, 0) * 1000))
-
-
-def _has_fileno(stream: Any) -> bool:
-    try:
-        stream.fileno()
-        return True
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def run_isolated(fn: str | Callable[..., Any], *args: Any, timeout: float | None = None,

@@ -67,8 +67,8 @@ class _Runner:
         self.isolated = want and _loadable(spec)
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
         self.worker = None
-        if self.isolated:
-            self.worker = Worker(spec, impl.info.op)
+        if self.isolated:  # an implementation loaded in a worker already (a user's file) keeps it
+            self.worker = getattr(impl, "worker", None) or Worker(spec, impl.info.op)
         self.timeouts = self.crashes = 0
 
     @property

@@ -1,0 +1,101 @@
+"""Hardening: a user's implementation file is imported only inside an isolated worker, so nothing
+it does at import (loop, exit, print, raise) hangs the command, ends it or pollutes its output,
+and one bad --impl leaves the others running. Each test is a probe that misbehaved once."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import convbench.cli as cli
+from convbench.cli import main
+
+CASE = "n1c2h5w5o2k3"
+GOOD = textwrap.dedent('''
+    import numpy as np
+
+    def conv(x, w, b=None):
+        o, _, kh, kw = w.shape
+        y = np.zeros((x.shape[0], o, x.shape[2] - kh + 1, x.shape[3] - kw + 1), x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                y += np.einsum("nchw,oc->nohw", x[:, :, i:i + y.shape[2], j:j + y.shape[3]], w[:, :, i, j])
+        return y if b is None else y + b[None, :, None, None]
+''')
+HOSTILE = {
+    "loop": "while True:\n    pass\n",
+    "exit3": "import sys\nsys.exit(3)\n",
+    "oexit7": "import os\nos._exit(7)\n",
+    "syntax": "def conv(x, w, b=None)\n    return x\n",
+    "raises": "raise RuntimeError('nope at import')\n",
+}
+SAYS = {"loop": "import never finished", "exit3": "sys.exit(3)", "oexit7": "exited with code 7",
+        "syntax": "SyntaxError", "raises": "RuntimeError: nope at import"}
+
+
+def errors(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [ln for ln in err.splitlines() if ": error: " in ln]
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_import_time_misbehaviour_is_reported_and_the_other_impls_still_run(tmp_path, kind, capsys, monkeypatch):
+    bad = tmp_path / f"{kind}.py"
+    bad.write_text(HOSTILE[kind] + GOOD)
+    monkeypatch.setattr(cli, "MIN_LOAD_TIMEOUT", 3.0)
+    rc = main(["check", "--impl", f"{bad}:conv", "--impl", "im2col", "--case", CASE, "--timeout", "2"])
+    out, err = capsys.readouterr()
+    (line,) = errors(err)
+    assert rc == 2 and SAYS[kind] in line and f"{bad}:conv" in line, err
+    assert "im2col" in out and "passed" in out
+    assert not any(str(bad.resolve()).replace("/", "_") in m for m in sys.modules)   # never imported here
+
+
+def test_the_command_never_imports_a_users_file_itself(tmp_path, capsys):
+    good = tmp_path / "good.py"
+    good.write_text("import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-by-{os.getpid()}'), 'w')\n"
+                    + GOOD)
+    import os
+
+    assert main(["check", "--impl", f"{good}:conv", "--case", CASE]) == 0
+    assert "passed" in capsys.readouterr().out
+    pids = {p.name.split("-")[-1] for p in tmp_path.glob("imported-by-*")}
+    assert pids and str(os.getpid()) not in pids
+
+
+def test_megabytes_printed_at_import_stay_out_of_the_output(tmp_path):
+    loud = tmp_path / "loud.py"
+    loud.write_text("print('x' * 5_000_000)\n" + GOOD)
+    res = subprocess.run([sys.executable, "-m", "convbench.cli", "check", "--impl", f"{loud}:conv", "--case", CASE],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "x" * 100 not in res.stdout and len(res.stdout) < 20_000
+    assert len(res.stderr) < 200_000 and "more bytes of output" in res.stderr
+
+
+def test_an_unregistered_implementation_class_from_a_file_is_isolated_too(tmp_path, capsys):
+    f = tmp_path / "unreg.py"
+    f.write_text(textwrap.dedent('''
+        import os
+        from convbench.registry import Implementation, ImplInfo
+
+        class Mine(Implementation):
+            info = ImplInfo(op="conv2d", name="mine")
+
+            def forward(self, p, x, w, b):
+                os._exit(9)
+    '''))
+    for extra in ([], ["--timeout", "30"]):
+        assert main(["check", "--impl", f"{f}:Mine", "--case", CASE, *extra]) == 1
+        out = capsys.readouterr().out
+        assert "CRASHED" in out and "code 9" in out and "not a registered" not in out
+
+
+@pytest.mark.parametrize("spec", [":", "file.py:", ":conv"])
+def test_a_spec_without_file_or_object_is_a_usage_error(spec, capsys):
+    assert main(["check", "--impl", spec, "--case", CASE]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert repr(spec) in line and "OBJECT" in line
