@@ -19,6 +19,10 @@ from convbench._errors import ParamError
 __all__ = ["main"]
 
 DEFAULT_REPORT_DIR = "convbench-report"
+SECURITY_NOTE = ("Security: --impl FILE.py:OBJ and --impl pkg.module:OBJ run that code (importing and calling it "
+                 "is how it is checked). It runs in a worker subprocess, which keeps crashes and hangs away "
+                 "from convbench but is no sandbox: the code runs as you, with your files and network. "
+                 "Check code you do not trust only inside a container or VM.")
 
 
 class UsageError(Exception):
@@ -62,13 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--op", default=None, help="only this operator")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("check", help="check implementations against the float64 oracle")
+    p = sub.add_parser("check", help="check implementations against the float64 oracle",
+                       description="Check implementations against the float64 oracle.",
+                       epilog=SECURITY_NOTE)
     _add_selection(p)
     p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds one check may take before it is a timeout")
 
-    p = sub.add_parser("bench", help="time implementations; append JSON-lines records")
+    p = sub.add_parser("bench", help="time implementations; append JSON-lines records", epilog=SECURITY_NOTE)
     _add_selection(p)
     p.add_argument("--out", metavar="FILE", help="append bench records (JSON lines) to FILE")
     p.add_argument("--budget", type=_seconds, default=None, metavar="S", help="seconds for the whole run")

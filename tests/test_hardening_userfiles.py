@@ -99,3 +99,11 @@ def test_a_spec_without_file_or_object_is_a_usage_error(spec, capsys):
     assert main(["check", "--impl", spec, "--case", CASE]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert repr(spec) in line and "OBJECT" in line
+
+
+def test_check_help_and_the_docs_say_that_impl_files_run_unsandboxed(capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    assert "no sandbox" in " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).parents[1] / "docs" / "verification.md").read_text()
+    assert "## Security" in docs and "not a sandbox" in docs
