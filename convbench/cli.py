@@ -29,6 +29,10 @@ class UsageError(Exception):
     """A bad command line: reported in one line, exit status 2."""
 
 
+class _AlreadySaid(UsageError):
+    """A usage error whose lines are already on stderr: exit status 2, nothing more said."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, its errors as :class:`UsageError` (one line, exit status 2)."""
 
@@ -141,7 +145,7 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
             raise ParamError(f"impl {spec!r} is a {inst.info.op} implementation, not {args.op}")
         impls.append(inst)
     if args.impl and not impls:
-        raise UsageError(f"no implementation could be loaded ({len(args.load_failed)} failed, said above)")
+        raise _AlreadySaid()
     args.op = args.op or "conv2d"
     get_op(args.op)
     cases = cases_from(args.op, args.suite, args.case, default=default_suite)
@@ -357,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
+    except _AlreadySaid:
+        return 2
     except (UsageError, ParamError, store.RecordFileError) as exc:
         print(f"convbench {args.command}: error: {_one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2

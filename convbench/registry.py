@@ -9,6 +9,7 @@ implementation by :func:`convbench.adapt.adapt` where it does not follow the pro
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import pkgutil
@@ -202,6 +203,20 @@ def _adapt_and_register(obj: Any, op: str | None, name: str, spec: str) -> Any:
     return inst
 
 
+def _candidates(module: Any, attr: str, shown: int = 8) -> str:
+    """``; did you mean ...`` / ``; it has ...``: a short hint of the names ``module`` defines
+    (its functions and classes first), never a dump of a big module's namespace."""
+    names = [n for n in dir(module) if not n.startswith("_")]
+    own = [n for n in names if getattr(getattr(module, n, None), "__module__", None) == module.__name__
+           and callable(getattr(module, n, None))]
+    close = difflib.get_close_matches(attr, names, n=3)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    pool = own or names
+    more = f" and {len(pool) - shown} more" if len(pool) > shown else ""
+    return f"; it has {', '.join(pool[:shown])}{more}" if pool else ""
+
+
 def load_impl(spec: Any, op: str | None = None) -> Any:
     """Load and register an implementation from a spec; return it.
 
@@ -249,8 +264,7 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            names = [n for n in dir(module) if not n.startswith("_")]
-            raise ParamError(f"impl spec {spec!r}: {target!r} has no {attr!r}; it has {', '.join(names)}")
+            raise ParamError(f"impl spec {spec!r}: {target!r} has no {attr!r}{_candidates(module, attr)}")
         obj = getattr(obj, part)
     for key in set(REGISTRY) - before:  # what the file registered itself runs isolated too
         REGISTRY[key].info = dataclasses.replace(REGISTRY[key].info, isolate=True, spec=abs_spec)

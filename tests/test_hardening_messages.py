@@ -105,3 +105,14 @@ def test_a_bad_descriptor_value_is_named_on_one_line(text, says):
     with pytest.raises(convbench.ParamError) as ei:
         parse_descriptor(text)
     assert says in str(ei.value) and "\n" not in str(ei.value)
+
+
+@pytest.mark.parametrize("spec,says", [("os:nosuch", "'os' has no 'nosuch'; it has "),
+                                       ("os:getpidd", "did you mean 'getpid'")])
+def test_a_missing_object_is_said_in_a_short_line(spec, says, capsys):
+    from convbench.cli import main
+
+    assert main(["check", "--impl", spec, "--case", "n1c2h5w5o2k3"]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert says in line and len(line) < 300 and "ParamError" not in line

@@ -136,6 +136,10 @@ def load_isolated(spec: str, op: str | None = None, timeout: float | None = None
         worker.close()
         msg = res.message.replace("starting the worker: ", "", 1)
         msg = msg.replace(f"loading {spec!r} failed: ", "", 1)
+        if msg.startswith("ParamError: "):   # the spec's own fault: said plainly, without the prefixes
+            msg = msg[len("ParamError: "):]
+            if msg.startswith(f"impl spec {spec!r}: "):
+                msg = msg[len(f"impl spec {spec!r}: "):]
         if msg.startswith("SystemExit: "):
             msg = f"importing it called sys.exit({msg[len('SystemExit: '):]})"
         if res.status == "timeout":
