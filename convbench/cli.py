@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: seconds at least that loading a user's file may take when --timeout is shorter (imports torch)
 MIN_LOAD_TIMEOUT = 20.0
+#: seconds loading a user's file may take without --timeout
+LOAD_TIMEOUT = 60.0
 
 
 def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any], list[Any]]:
@@ -132,7 +134,7 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
             raise UsageError(f"--impl {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
         try:
             if is_user_spec(spec):
-                inst = load_isolated(spec, args.op, max(timeout, MIN_LOAD_TIMEOUT) if timeout else None)
+                inst = load_isolated(spec, args.op, max(timeout, MIN_LOAD_TIMEOUT) if timeout else LOAD_TIMEOUT)
             else:
                 inst = load_impl(spec, op=args.op or "conv2d")
         except LoadError as exc:
