@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds one check may take before it is a timeout")
+    p.add_argument("--deadline", type=_seconds, default=None, metavar="S",
+                   help="seconds for the whole run: what is left then is skipped (runs implementations in subprocesses)")
 
     p = sub.add_parser("bench", help="time implementations; append JSON-lines records", epilog=SECURITY_NOTE)
     _add_selection(p)
@@ -128,13 +130,16 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
     if args.op is not None:
         get_op(args.op)
     timeout = getattr(args, "timeout", None)
+    load_timeout = max(timeout, MIN_LOAD_TIMEOUT) if timeout else LOAD_TIMEOUT
+    if getattr(args, "deadline", None):
+        load_timeout = min(load_timeout, max(_left(args), 0.1))
     impls, args.load_failed = [], []
     for spec in args.impl or []:
         if is_user_spec(spec) and not all(spec.rpartition(":")[::2]):
             raise UsageError(f"--impl {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
         try:
             if is_user_spec(spec):
-                inst = load_isolated(spec, args.op, max(timeout, MIN_LOAD_TIMEOUT) if timeout else LOAD_TIMEOUT)
+                inst = load_isolated(spec, args.op, load_timeout)
             else:
                 inst = load_impl(spec, op=args.op or "conv2d")
         except LoadError as exc:
@@ -178,7 +183,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     impls, cases = _selection(args, "edge")
     from convbench.verify import format_report, run_checks
 
-    records = run_checks(impls, cases, timeout=args.timeout)
+    records = run_checks(impls, cases, timeout=args.timeout,
+                         deadline=None if args.deadline is None else max(_left(args), 0.1))
     # the results are printed first: a --json that fails to write loses none of them
     print(format_report(records), flush=True)
     if args.json:
@@ -319,6 +325,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # --- helpers -----------------------------------------------------------------------------------
 
+def _left(args: argparse.Namespace) -> float:
+    """Seconds left of ``--deadline``, which counts from the command's start."""
+    return args.deadline - (time.monotonic() - args.started)
+
+
 def _move_aside(path: Path) -> None:
     """A fresh run must not mix its records with an earlier run's: move ``path`` aside (never
     deleted) to ``<stem>.<its time>.jsonl`` and say so."""
@@ -355,8 +366,10 @@ COMMANDS = {"list": cmd_list, "check": cmd_check, "bench": cmd_bench, "report": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     try:
         args = build_parser().parse_args(argv)
+        args.started = started
     except UsageError as exc:
         print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {_one_line(exc.args[0])}",
               file=sys.stderr)

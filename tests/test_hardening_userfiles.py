@@ -107,3 +107,24 @@ def test_check_help_and_the_docs_say_that_impl_files_run_unsandboxed(capsys):
     assert "no sandbox" in " ".join(capsys.readouterr().out.split())
     docs = (Path(__file__).parents[1] / "docs" / "verification.md").read_text()
     assert "## Security" in docs and "not a sandbox" in docs
+
+
+def test_a_run_wide_deadline_stops_a_hanging_implementation_and_skips_the_rest(tmp_path, capsys):
+    import time
+
+    f = tmp_path / "sleepy.py"
+    f.write_text("import time\n\ndef conv(x, w, b=None):\n    time.sleep(1000)\n")
+    t0 = time.monotonic()
+    rc = main(["check", "--impl", f"{f}:conv", "--impl", "im2col", "--case", CASE, "--case", "n1c2h6w6o2k3",
+               "--deadline", "6"])
+    took = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert rc == 1 and "TIMEOUT" in out and "deadline passed" in out
+    assert took < 40, took
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_deadline_must_be_positive_seconds(value, capsys):
+    assert main(["check", "--impl", "im2col", "--deadline", value]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert repr(value) in line

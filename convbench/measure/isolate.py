@@ -387,7 +387,7 @@ class Worker:
             status, value, message = pickle.loads(self._read(n, deadline, started))
         except TimeoutError:
             self._kill()
-            return Result("timeout", None, f"no answer within {timeout:g} s; the worker was killed")
+            return Result("timeout", None, f"no answer within {timeout:.3g} s; the worker was killed")
         except (_Dead, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
             proc = self._proc
             try:
@@ -430,7 +430,7 @@ class Worker:
             self._send((fn, args, kwargs), None if timeout is None else time.monotonic() + timeout)
         except TimeoutError:
             self._kill()
-            return Result("timeout", None, f"the worker took no call within {timeout:g} s; it was killed")
+            return Result("timeout", None, f"the worker took no call within {timeout:.3g} s; it was killed")
         except _Dead:
             code = self._proc.poll() if self._proc is not None else None
             self._kill()

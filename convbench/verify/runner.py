@@ -8,6 +8,7 @@ taking the harness down.
 from __future__ import annotations
 
 import shlex
+import time
 from typing import Any, Iterable
 
 from convbench._progress import progress
@@ -58,11 +59,12 @@ def _plain(status: str, message: str, direction: str = "all", check: str = "all"
 class _Runner:
     """Runs one implementation's checks in-process or in a worker; counts its timeouts and crashes."""
 
-    def __init__(self, impl: Any, timeout: float | None, isolate: bool | None) -> None:
-        self.impl = impl
+    def __init__(self, impl: Any, timeout: float | None, isolate: bool | None,
+                 deadline: _Deadline | None = None) -> None:
+        self.impl, self.deadline = impl, deadline
         spec = impl.info.spec or impl.info.name
         want = impl.info.isolate if isolate is None else isolate
-        if timeout is not None and isolate is None:
+        if (timeout is not None or deadline is not None) and isolate is None:
             want = True
         self.isolated = want and _loadable(spec)
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
@@ -73,6 +75,8 @@ class _Runner:
 
     @property
     def given_up(self) -> str | None:
+        if self.deadline is not None and self.deadline.passed:
+            return self.deadline.reason
         if self.timeouts >= MAX_TIMEOUTS:
             return f"skipped after {self.timeouts} timeouts of {self.impl.info.name}"
         if self.crashes >= MAX_CRASHES:
@@ -82,7 +86,8 @@ class _Runner:
     def run(self, case: Case, check: str, directions: list[str]) -> list[dict[str, Any]]:
         if self.worker is None:
             return run_check(self.impl, case, check, directions)
-        res = self.worker.call("convbench.verify.checks:run_check", case, check, directions, timeout=self.timeout)
+        timeout = self.timeout if self.deadline is None else self.deadline.cap(self.timeout)
+        res = self.worker.call("convbench.verify.checks:run_check", case, check, directions, timeout=timeout)
         if res.ok:
             return res.value
         if res.status == "timeout":
@@ -94,6 +99,25 @@ class _Runner:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.close()
+
+
+class _Deadline:
+    """The whole run's end: ``seconds`` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+
+    @property
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
+
+    @property
+    def reason(self) -> str:
+        return "not run: the run's deadline passed"
+
+    def cap(self, timeout: float) -> float:
+        """``timeout``, or less so that a call ends by the deadline."""
+        return max(min(timeout, self.end - time.monotonic()), 0.1)
 
 
 def _supported(impl: Any, case: Case) -> tuple[list[str], list[dict[str, Any]]]:
@@ -113,7 +137,7 @@ def _supported(impl: Any, case: Case) -> tuple[list[str], list[dict[str, Any]]]:
 
 def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = None, isolate: bool | None = None,
                progress: bool | None = None, checks: Iterable[str] | None = None,
-               shrink: bool = True) -> list[dict[str, Any]]:
+               shrink: bool = True, deadline: float | None = None) -> list[dict[str, Any]]:
     """Check every implementation on every case; return the check records.
 
     Parameters
@@ -134,6 +158,10 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
         Names from :data:`convbench.verify.checks.CHECKS` (default all).
     shrink : bool
         Shrink failures of cases tagged ``random`` to the smallest case still failing.
+    deadline : float, optional
+        Seconds for the whole run: a check still running then is a ``timeout``, what is left is
+        ``skipped`` with that reason. Giving it runs implementations in subprocesses, as
+        ``timeout`` does (an in-process check cannot be stopped).
 
     Returns
     -------
@@ -148,6 +176,7 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
 
         raise ParamError(f"checks must be names from {', '.join(CHECKS)}; got {', '.join(unknown)}")
     out: list[dict[str, Any]] = []
+    end = _Deadline(deadline) if deadline is not None else None
     total = len(impls) * len(cases)
     import sys
 
@@ -160,7 +189,7 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
                 for c in cases:
                     advance(f"{impl.info.name}")
                 continue
-            runner = _Runner(impl, timeout, isolate)
+            runner = _Runner(impl, timeout, isolate, end)
             try:
                 for case in cases:
                     advance(f"{impl.info.name} {case.id}")
@@ -171,6 +200,10 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
 
 
 def _check_case(runner: _Runner, impl: Any, case: Case, names: list[str], shrink: bool) -> list[dict[str, Any]]:
+    given_up = runner.given_up
+    if given_up:   # said without asking the implementation anything (its worker may be gone)
+        return [_full(impl, case, _plain("skipped", given_up, d, name)) for name in names
+                for d in sorted(impl.info.directions)]
     dirs, unsup = _supported(impl, case)
     recs = [_full(impl, case, r) for r in unsup]
     if not dirs:
