@@ -48,7 +48,8 @@ def test_import_time_misbehaviour_is_reported_and_the_other_impls_still_run(tmp_
     # loading gets the --timeout or MIN_LOAD_TIMEOUT: short for the endless import, long enough
     # for the others on a loaded machine (starting a worker takes seconds there)
     monkeypatch.setattr(cli, "MIN_LOAD_TIMEOUT", 8.0 if kind == "loop" else 120.0)
-    rc = main(["check", "--impl", f"{bad}:conv", "--impl", "im2col", "--case", CASE, "--timeout", "60"])
+    timeout = "2" if kind == "loop" else "60"
+    rc = main(["check", "--impl", f"{bad}:conv", "--impl", "im2col", "--case", CASE, "--timeout", timeout])
     out, err = capsys.readouterr()
     (line,) = errors(err)
     assert rc == 2 and SAYS[kind] in line and f"{bad}:conv" in line, err
