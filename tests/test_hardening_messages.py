@@ -116,3 +116,13 @@ def test_a_missing_object_is_said_in_a_short_line(spec, says, capsys):
     err = capsys.readouterr().err
     (line,) = err.splitlines()
     assert says in line and len(line) < 300 and "ParamError" not in line
+
+
+def test_an_implementation_that_clips_its_input_in_place_fails_its_values_too():
+    from pathlib import Path
+
+    spec = str(Path(__file__).parent / "planted" / "clip_inplace.py") + ":conv2d"
+    recs = convbench.check_impl(spec, suite="edge", isolate=False,
+                                checks=["random", "inputs_unmodified"], shrink=False)
+    failed = {(r["case"], r["check"]) for r in recs if r["status"] == "failed"}
+    assert ("basic.3x3", "inputs_unmodified") in failed and ("basic.3x3", "random") in failed

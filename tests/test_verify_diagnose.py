@@ -71,8 +71,9 @@ CAUSES = {
                                                              "the padding is ignored"),
 }
 # mistakes no suspect models: they fail, and no cause may be named for them
+# (planted/clip_inplace.py is no longer here: its values are judged against the reference of the
+# inputs as they were before the call, so the clipped element shows, and where it is is said)
 UNMODELLED = {"planted/fp16_accum.py:conv2d": ["basic.3x3", "n2c16h9w9o8k3s1p1"],
-              "planted/clip_inplace.py:conv2d": ["basic.3x3"],
               "planted/nondeterministic.py:conv2d": ["n2c32h9w9o8k3s1p1"]}
 
 
