@@ -96,6 +96,8 @@ def test_unsupported_and_unavailable_are_skipped_with_the_reason():
     recs = _run([Gone(clock, "fake_gone"), no_groups, fwd_only], clock=clock)
     by = {(r["impl"], r["case"], r["direction"]): r for r in recs}
     gone = [r for r in recs if r["impl"] == "fake_gone"]
+    assert {(r["case"], r["direction"]) for r in gone} == {
+        (parse_descriptor(c).id, d) for c in CASES for d in ("forward", "backward")}
     assert all(r["status"] == "skipped" and r["reason"] == "needs a quantum computer" for r in gone)
     g = by[("fake_nogroups", parse_descriptor(CASES[1]).id, "forward")]
     assert g["status"] == "skipped" and "groups" in g["reason"]
@@ -112,6 +114,7 @@ def test_values_are_never_checked():
             return np.full(p.shapes()["y"], np.nan, x.dtype)
 
     recs = _run([Garbage(clock, "fake_garbage")], clock=clock, directions=("forward",))
+    assert len(recs) == len(CASES)
     assert all(r["status"] == "ok" for r in recs)  # checking is the verification layer's job
 
 

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from convbench.cases.catalogue.models import SCALING_BASE, model_cases
 from convbench.cases import get_suite
+from convbench.cases.catalogue.models import SCALING_BASE, model_cases
 
 
 def _by_id(model: str) -> dict:

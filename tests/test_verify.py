@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from convbench.cases import Case, conv, get_suite
+from convbench.cases.catalogue.random_conv2d import random_conv2d_params
 from convbench.measure.isolate import Worker, run_isolated
 from convbench.registry import Implementation, ImplInfo, get_impl
 from convbench.verify import check_impl, format_report, parametrize_with_checks, run_checks
 from convbench.verify.shrink import shrink_case
-from convbench.cases.catalogue.random_conv2d import random_conv2d_params
 
 SMALL = [conv("a", n=2, c=3, h=6, w=5, o=4, k=3, padding=1), conv("b", n=1, c=2, h=5, w=7, o=2, kh=2, kw=3, stride=2)]
 
@@ -86,6 +86,8 @@ def test_unavailable_is_skipped_and_unsupported_is_not_failed():
     recs = run_checks([Fake(name="fwd_only", directions=frozenset({"forward"}), features=frozenset({"padding", "bias"}))], SMALL)
     un = [r for r in recs if r["status"] == "unsupported"]
     assert {r["direction"] for r in un} == {"backward", "forward"}  # case b needs stride and rectangular
+    passed = [r for r in recs if r["status"] == "passed"]
+    assert passed and {r["direction"] for r in passed} == {"forward"}  # case a's forward ran and passed
     assert not [r for r in recs if r["status"] in ("failed", "error")]
 
 
