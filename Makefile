@@ -12,9 +12,22 @@ RUN_ARGS ?=
 
 install: $(STAMP)
 
+# PyTorch's index of CPU-only wheels. constraints.txt pins a CPU build of torch (`+cpu`), which
+# PyPI does not have: pip takes it from a local wheel where its configuration names one
+# (find-links, PIP_FIND_LINKS), and from this index otherwise.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIN   := $(shell grep -m1 '^torch' constraints.txt)
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# torch first, from the sources pip is configured with; PyTorch's index only when they have no
+	@# such build (so a machine with a local wheel never waits on a network it may not reach)
+	@$(BIN)/python -m pip install --quiet -c constraints.txt torch 2>/dev/null || { \
+	  echo "$(TORCH_PIN) is not where pip looks; installing it from $(TORCH_INDEX)"; \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt --extra-index-url $(TORCH_INDEX) torch || { \
+	    echo "could not install $(TORCH_PIN): put its wheel in a directory DIR and run PIP_FIND_LINKS=DIR make $(MAKECMDGOALS)" >&2; \
+	    exit 1; }; }
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 

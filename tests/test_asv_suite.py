@@ -152,6 +152,17 @@ def test_asv_conf():
     assert ".asv/" in (ROOT / ".gitignore").read_text().split()
     assert any("-c {build_dir}/constraints.txt" in c for c in conf["install_command"])
     assert "+cpu" in (ROOT / "constraints.txt").read_text()
+    assert "project_url" not in conf  # asv's default; no page made up for the project
+
+
+def test_asv_installs_torch_from_pips_sources_first_and_the_cpu_index_only_as_a_fallback():
+    cmds = _conf()["install_command"]
+    torch_cmds = [c for c in cmds if c.endswith(" torch")]
+    assert len(torch_cmds) == 2 and cmds.index(torch_cmds[1]) == cmds.index(torch_cmds[0]) + 1
+    local, index = torch_cmds
+    assert "return-code=any" in local and "--extra-index-url" not in local  # may fail: the index follows
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in index and "return-code=any" not in index
+    assert cmds.index(index) < next(i for i, c in enumerate(cmds) if "{wheel_file}" in c)
 
 
 def _write_results(tmp_path: Path) -> Path:
