@@ -20,7 +20,7 @@ _COMPACT = 1.4   # padded-width columns per real output above which windows are 
 _CHUNK_BYTES = 4 << 20
 #: the same for the unpadded stride-2 layout's two channels-last row buffers (as large as the
 #: input): at 4 MiB ResNet-50's two such layers at batch 8 ran 5 % and 16 % slower, and the
-#: 128-channel one 5 % slower whole (``suites/shift_gemm_layouts.py --chunk-mib``)
+#: 128-channel one 5 % slower whole (``suites/shift_gemm_layouts.py --chunk-mib`` at commit 261a89d)
 _UNPADDED_CHUNK_BYTES = 8 << 20
 _TAP_C = 64   # input channels per group from which each tap is a GEMM of its own (measured)
 _FULL_K = 4   # output positions per output channel up to which all taps form one GEMM (measured)
@@ -164,7 +164,7 @@ def full_k(p: Conv2dParams) -> bool:
     and the per-row copies cost more than copying every tap's window (0.69x forward, 0.52x
     backward on ResNet-50's 512-channel 3x3 layers at batch 8), but not with many outputs per
     filter (49 at 128 channels 28x28: 1.25x), and 3-11 % was lost between 6 and 7 at batch 1,
-    hence 4. ``suites/shift_gemm_layouts.py`` times both layouts; docs/fast-algorithms.md."""
+    hence 4. Timed by ``suites/shift_gemm_layouts.py`` at commit 261a89d; docs/fast-algorithms.md."""
     oh, ow = p.out_hw
     return p.n * oh * ow <= _FULL_K * p.o
 
@@ -222,7 +222,7 @@ def _chunks(p: Conv2dParams, g, itemsize: int) -> list[tuple[int, int]]:
 def forward_gemms(p: Conv2dParams, dtype: str = "float32") -> list[tuple[int, int, int]]:
     """``(M, K, N)`` of every GEMM the float32/float64 forward runs on ``p``, in order (empty for
     depthwise layers, which use no GEMM): what the forward would cost with no copy at all, for
-    ceiling measurements (``suites/perf_resnet50.py``). The layout of each chunk of images is
+    ceiling measurements (the GEMMs-alone figures of docs/results.md). The layout of each chunk of images is
     :func:`forward_layout`'s, which the forward follows."""
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw

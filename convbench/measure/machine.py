@@ -181,7 +181,7 @@ def _copy_gbps(nbytes: int, seconds: float) -> float:
 def peak_gemm_calls(dtype: str = "float32", n: int = 1024) -> dict[str, Any]:
     """The calls a GEMM peak is measured with, by library: an ``n``-cubed ``dtype`` matmul in NumPy
     and, where torch is installed, in torch (the same values); the faster is the peak. For
-    timing elsewhere next to the peak itself (``suites/perf_resnet50.py``)."""
+    timing other work next to the peak itself."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
