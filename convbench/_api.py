@@ -42,7 +42,18 @@ def _fits(p: OpParams, dtype: np.dtype, hyper: dict[str, Any]) -> None:
                          f"take {guard.fmt_bytes(need)}; this machine has {guard.fmt_bytes(have)} available")
 
 
+#: the number of axes of a batched input; PyTorch also takes one sample without the batch axis
+_BATCHED_NDIM = {"conv2d": 4, "conv1d": 3, "max_pool2d": 4, "avg_pool2d": 4}
+
+
+def _unbatched(op: str, x: Any) -> bool:
+    """``x`` is one sample without its batch axis (``(C, H, W)``, ``(C, L)``), as PyTorch takes it."""
+    return isinstance(x, np.ndarray) and x.ndim == _BATCHED_NDIM[op] - 1
+
+
 def run_forward(op: str, impl: Any, inputs: tuple[Any, ...], hyper: dict[str, Any]) -> np.ndarray:
+    if _unbatched(op, inputs[0]):  # one sample: run it as a batch of one, and hand back the sample
+        return run_forward(op, impl, (inputs[0][None], *inputs[1:]), hyper)[0]
     spec = get_op(op)
     p = spec.params_from_arrays(*inputs, **hyper)
     dtype = inputs[0].dtype
@@ -59,6 +70,9 @@ def run_forward(op: str, impl: Any, inputs: tuple[Any, ...], hyper: dict[str, An
 
 def run_backward(op: str, impl: Any, dy: Any, inputs: tuple[Any, ...], hyper: dict[str, Any],
                  bias: bool = True) -> tuple[np.ndarray | None, ...]:
+    if _unbatched(op, inputs[0]) and isinstance(dy, np.ndarray) and dy.ndim == inputs[0].ndim:
+        grads = run_backward(op, impl, dy[None], (inputs[0][None], *inputs[1:]), hyper, bias)
+        return (grads[0][0], *grads[1:])
     spec = get_op(op)
     p = spec.params_from_arrays(*inputs, **hyper)
     if hasattr(p, "bias") and p.bias != bias:

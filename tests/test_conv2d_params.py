@@ -36,7 +36,7 @@ INVALID = [
      ["groups=2", "out_channels=3"]),
     ("channels mismatch", dict(w_shape=(4, 2, 3, 3)), ParamError, ["C=3", "in_channels/groups=2"]),
     ("bias of wrong length", dict(b_shape=(5,)), ParamError, ["b", "(4,)", "(5,)"]),
-    ("x not 4-d", dict(x_shape=(3, 8, 8)), ParamError, ["x", "4-dimensional", "(3, 8, 8)"]),
+    ("x not 4-d (nor one sample, 3-d)", dict(x_shape=(8, 8)), ParamError, ["x", "4-dimensional", "(8, 8)"]),
     ("w not 4-d", dict(w_shape=(4, 3, 3)), ParamError, ["w", "4-dimensional", "(4, 3, 3)"]),
     ("same with stride 2", dict(padding="same", stride=2), ParamError, ["'same'", "stride", "(2, 2)"]),
     ("unknown padding string", dict(padding="full"), ParamError, ["padding", "'full'"]),

@@ -86,7 +86,7 @@ X = np.zeros((2, 3, 10), np.float32)
     ((X, W, np.zeros(4)), dict(), TypeError, r"b must have the dtype of x \(float32\), got float64"),
     ((X, W.astype(np.float64)), dict(), TypeError, r"w must have the dtype of x \(float32\), got float64"),
     ((X.astype(np.int32), W), dict(), TypeError, r"x must have a floating dtype \(float32 or float64\), got int32"),
-    ((X[0], W), dict(), ParamError, r"x must be 3-dimensional \(N, C, L\), got 2 dimensions with shape \(3, 10\)"),
+    ((X[0, 0], W), dict(), ParamError, r"x must be 3-dimensional \(N, C, L\), got 1 dimensions with shape \(10,\)"),
     ((X, W[0]), dict(), ParamError, r"w must be 3-dimensional"),
 ])
 def test_argument_errors(args, kwargs, error, pattern):

@@ -58,9 +58,13 @@ def test_report_gives_one_entry_to_the_checks_a_case_failed_alike():
     text = format_report(recs)
     assert text.count("RuntimeError: boom") == 1 and "checks=shape,dtype,random" in text
     assert "FAILED: 3 of" in text   # still counted per check
-    # failures that differ (another case) stay apart
+    # the same failure in another case is told once more only as a count and the case's id
     text = format_report(run_checks([Fake(break_fwd=_raise)], SMALL, checks=["shape", "dtype"]))
-    assert text.count("RuntimeError: boom") == 2 and text.count("checks=shape,dtype") == 2
+    assert text.count("RuntimeError: boom") == 1 and text.count("checks=shape,dtype") == 1
+    assert "the same in 2 cases: a, b" in text
+    # failures that differ stay apart
+    text = format_report(run_checks([Fake(break_fwd=lambda y: y + 1)], SMALL, checks=["random"]))
+    assert text.count("check=random") == 2 and "the same in" not in text
 
 
 def test_error_inside_a_library_names_the_implementations_own_line_too():

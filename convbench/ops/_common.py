@@ -12,7 +12,10 @@ FLOAT_DTYPES = ("float32", "float64")
 
 
 def pair(name: str, value: Any, *, minimum: int | None = None, what: str = "") -> tuple[int, int]:
-    """``value`` as an (h, w) pair of ints; ``ParamError`` naming ``name`` otherwise."""
+    """``value`` as an (h, w) pair of ints (a 1-tuple stands for both axes, as PyTorch takes it);
+    ``ParamError`` naming ``name`` otherwise."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         out = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(

@@ -22,7 +22,7 @@ __all__ = ["AvgPool2dParams", "AvgPool2d", "OP"]
 @dataclass(frozen=True)
 class AvgPool2dParams(PoolParams):
     """One avg_pool2d call: kernel (kh, kw), stride, padding pairs, ceil_mode, count_include_pad,
-    divisor_override (None or a positive int)."""
+    divisor_override (None or a non-zero int)."""
 
     op: ClassVar[str] = "avg_pool2d"
 
@@ -33,9 +33,12 @@ class AvgPool2dParams(PoolParams):
         super()._normalise()
         self._set("count_include_pad", flag("count_include_pad", self.count_include_pad))
         if self.divisor_override is not None:
-            # PyTorch only rejects 0; a negative divisor has no use and no descriptor spelling
-            self._set("divisor_override", single("divisor_override", self.divisor_override, minimum=1,
-                                                 what="a positive int (or None)"))
+            # PyTorch rejects only 0 (a negative divisor flips the sign; the public API takes what
+            # PyTorch takes)
+            d = single("divisor_override", self.divisor_override)
+            if d == 0:
+                raise ParamError("divisor_override must be a non-zero int (or None), got 0")
+            self._set("divisor_override", d)
 
     def divisor(self, i: int, j: int) -> int:
         """The divisor of output (i, j), PyTorch's formula."""
@@ -101,7 +104,7 @@ class AvgPool2d(PoolOp):
 
     def params_from_keys(self, keys: dict[str, Any]) -> AvgPool2dParams:
         if "do" in keys and keys["do"] == 0:
-            raise ParamError("divisor_override must be a positive int (or None), got 0 (descriptor token 'do0')")
+            raise ParamError("divisor_override must be a non-zero int (or None), got 0 (descriptor token 'do0')")
         return AvgPool2dParams(**self._key_params(keys), count_include_pad=keys.get("cip", 1),
                                divisor_override=keys.get("do"))
 
