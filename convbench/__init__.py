@@ -13,13 +13,14 @@ import numpy as np
 
 from convbench._api import UnsupportedError, run_backward, run_forward
 from convbench._errors import ParamError
+from convbench.adapt.public import adapt
 from convbench.protocol import register
 from convbench.registry import implementations, load_impl
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-    "implementations", "load_impl", "check_impl", "parametrize_with_checks", "register",
+    "implementations", "load_impl", "check_impl", "adapt", "parametrize_with_checks", "register",
     "ParamError", "UnsupportedError",
 ]
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from convbench.adapt.kinds import features, layer_kind
-from convbench.adapt.source import source, uses_torch
+from convbench.adapt.source import square_only, source, uses_torch
 from convbench.adapt.tensors import TensorArgs, zeros_like_bias
 from convbench.ops import OpParams
 from convbench.protocol import Implementation
@@ -204,6 +204,8 @@ class CacheImpl(Implementation):
         # the backward gets the mode too where it takes one (read once here, not per timed call)
         self.bwd_mode = mode is not None and bwd is not None and _takes(bwd, "mode")
         self.kind = layer_kind(op)
+        #: the line that reads one size for both kernel axes from the weight's shape (square only)
+        self.square: str | None = None
 
     def _param(self, p: OpParams) -> dict[str, Any]:
         """A fresh dict for one call (a function may write into it)."""
@@ -223,6 +225,9 @@ class CacheImpl(Implementation):
         why = super().unsupported(p, dtype, direction)
         if why is not None:
             return why
+        if self.square and p.kh != p.kw:
+            return (f"{_callname(self.fwd)} takes square kernels only ({self.square}); the case's kernel is "
+                    f"{p.kh}x{p.kw}")
         # each key holds one int: the case must need one value per hyperparameter
         if self.op == "conv2d":
             need = {"stride": p.stride, "padding": p.pads, "dilation": p.dilation}
@@ -357,6 +362,8 @@ def adapt_cache(obj: Any, op: str) -> tuple[Implementation, dict[str, Any]]:
     last = _channels_last(fwd, src)
     mode = None if kind.has_weights else _mode(fwd, src, op)
     impl = (TorchCacheImpl if torch else CacheImpl)(fwd, bwd, op, pname, keys, takes_bias, last, mode)
+    weight = _required(fwd)[1].name if kind.has_weights and len(_required(fwd)) > 1 else None
+    impl.square = square_only(src, weight) if src and weight else None
     return impl, {
         "op": op, "backend": "torch" if torch else "numpy", "directions": directions,
         "features": frozenset(feats),

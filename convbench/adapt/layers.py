@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from convbench.adapt.kinds import LayerKind, features, infer_op, layer_kind
-from convbench.adapt.source import pair_only, reads_data, reads_pairs, source
+from convbench.adapt.params import omit_default
+from convbench.adapt.source import pair_keys, pair_only, reads_data, reads_pairs, source
 from convbench.ops import OpParams
 from convbench.protocol import Implementation
 
@@ -133,28 +134,53 @@ class LayerImpl(Implementation):
         The operator it implements.
     pair_only : set of str
         The hyperparameters it takes as pairs only (:func:`pair_only`): given as pairs always.
+    pair_keys : set of str, optional
+        The hyperparameters it takes as pairs where the two values differ (default: all of them
+        when ``pairs``); the others as one int, so a case needing two values is unsupported.
+    defaults : dict, optional
+        The constructor's defaults (key -> value): a case at PyTorch's default leaves out an
+        argument whose default means the same, so a wrong default is exercised.
     """
 
     backward_runs_forward = True  # backward(dout) needs the state forward(x) left in the layer
 
     def __init__(self, cls: type, ctor: dict[str, str], pairs: bool, op: str = "conv2d",
-                 pair_only: frozenset[str] = frozenset()) -> None:
+                 pair_only: frozenset[str] = frozenset(), pair_keys: frozenset[str] | None = None,
+                 defaults: dict[str, Any] | None = None) -> None:
         self.cls, self.ctor, self.pairs, self.op, self.pair_only = cls, ctor, pairs, op, pair_only
+        self.pair_keys = frozenset(ctor) if pair_keys is None and pairs else (pair_keys or frozenset())
+        self.defaults = defaults or {}
         self.kind = layer_kind(op)
         self.wrap_in = reads_data(cls.forward)
         self.wrap_dout = hasattr(cls, "backward") and reads_data(cls.backward)
         self.tensor_cls = getattr(inspect.getmodule(cls), "Tensor", None)
 
     def _arg(self, key: str, v: tuple[int, int]) -> Any:
-        return v if key in self.pair_only or (self.pairs and v[0] != v[1]) else v[0]
+        return v if key in self.pair_only or (key in self.pair_keys and v[0] != v[1]) else v[0]
+
+    def unsupported(self, p: OpParams, dtype: str, direction: str) -> str | None:
+        why = super().unsupported(p, dtype, direction)
+        if why is not None or self.op == "conv1d" or not self.pair_keys:
+            return why  # a layer that takes no pair at all: told by the features (rectangular)
+        for key, v in ctor_values(p, self.op, lambda k, pair: pair, torch=False).items():
+            if (key in self.ctor and isinstance(v, tuple) and len(set(v)) > 1
+                    and key not in self.pair_keys | self.pair_only):
+                return (f"{self.cls.__name__} takes {key} as an int (its source reads "
+                        f"{' and '.join(sorted(self.pair_keys))} as a pair, {key} never), the case needs {key}={v!r}")
+        return None
 
     def _build(self, p: OpParams, w: np.ndarray | None = None, b: np.ndarray | None = None) -> Any:
         values = ctor_values(p, self.op, self._arg, torch=False)
+        kernel = (p.kh, p.kw) if self.op.endswith("pool2d") else ()
+        plain = ctor_values(p, self.op, lambda k, pair: pair, torch=False)
+        # a key it takes as pairs only is always given: its own int default is never used
+        omitted = {key for key in self.defaults
+                   if key in self.ctor and key not in self.pair_only and omit_default(self.op, key, plain.get(key), self.defaults[key], kernel)}
         if "weight" in self.ctor:  # a constructor that takes the arrays themselves
             values["weight"] = w.copy()
         if "bias_array" in self.ctor:
             values["bias_array"] = b.copy() if b is not None else np.zeros(p.o, w.dtype)
-        layer = self.cls(**{arg: values[key] for key, arg in self.ctor.items()})
+        layer = self.cls(**{arg: values[key] for key, arg in self.ctor.items() if key not in omitted})
         if not self.kind.has_weights:
             return layer
         wname = _find(layer, _WEIGHT)
@@ -228,12 +254,20 @@ def adapt_layer(cls: type, op: str) -> tuple[Implementation, dict[str, Any]]:
     only = frozenset() if op == "conv1d" else pair_only(
         cls.__init__, {k: ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor}, source(cls))
     names = [ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor]
-    pairs = op != "conv1d" and (bool(only) or reads_pairs(source(cls), names))
+    src = source(cls)
+    pairs = op != "conv1d" and (bool(only) or reads_pairs(src, names))
+    # decided per parameter where the source tells: kernel_size as an int or a pair, stride as an int
+    pairs_of = pair_keys(src, {k: ctor[k] for k in ("kernel_size", "stride", "padding", "dilation") if k in ctor}, only)
+    try:
+        sig = inspect.signature(cls.__init__).parameters
+        defaults = {key: sig[arg].default for key, arg in ctor.items() if arg in sig}
+    except (TypeError, ValueError):
+        defaults = {}
     directions = {"forward", "backward"} if callable(getattr(cls, "backward", None)) else {"forward"}
     feats = features(kind, ctor, pairs)
     if kind.has_weights and not {"bias", "bias_array"} & set(ctor) and not _may_have_bias(cls):
         feats -= {"bias"}  # a conv without bias (one followed by batch norm): the no-bias cases only
-    return LayerImpl(cls, ctor, pairs, op, only), {
+    return LayerImpl(cls, ctor, pairs, op, only, pairs_of if pairs else frozenset(), defaults), {
         "op": op, "backend": "numpy", "directions": directions, "features": feats,
         "description": f"layer class {cls.__module__}.{cls.__qualname__}"}
 

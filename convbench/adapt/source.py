@@ -13,7 +13,8 @@ import re
 import textwrap
 from typing import Any
 
-__all__ = ["PAIR_SRC", "source", "assigned", "pair_only", "reads_pairs", "reads_data", "uses_torch"]
+__all__ = ["PAIR_SRC", "source", "assigned", "pair_only", "reads_pairs", "reads_pair_of", "int_only", "pair_keys", "shape_unpacks",
+           "square_only", "reads_data", "uses_torch"]
 
 PAIR_SRC = re.compile(r"(kernel_size|kernel|stride|padding|pad|ksize|pool_size|pool|size)\s*\[\s*[01]\s*\]|"
                        r"_pair\(|isinstance\(\s*(kernel_size|kernel|stride|padding|pad|ksize|pool_size|pool|size)\s*,")
@@ -95,12 +96,66 @@ def reads_pairs(src: str, names: list[str]) -> bool:
     ``*pair*``/``*tuple*`` helper."""
     if PAIR_SRC.search(src):
         return True
-    if not names:
+    return any(reads_pair_of(src, n) for n in names)
+
+
+def reads_pair_of(src: str, name: str) -> bool:
+    """Whether ``src`` treats the one argument ``name`` (or an attribute of that name) as an ``(h,
+    w)`` pair: indexed, tested, unpacked itself or through one call, or handed to a
+    ``*pair*``/``*tuple*`` helper (the rules of :func:`reads_pairs`, for one name: a constructor
+    may take ``kernel_size`` as an int or a pair but ``stride`` as an int only)."""
+    if not name:
         return False
-    alt = "|".join(re.escape(n) for n in names)
+    alt = re.escape(name)
     return bool(re.search(rf"\b({alt})\s*\[\s*[01]\s*\]|isinstance\(\s*({alt})\s*,|"
                           rf"^\s*\w+\s*,\s*\w+\s*=\s*([\w.]+\(\s*({alt})\s*(,[^()]*)?\)|({alt}))\s*(#.*)?$|"
                           rf"\w*(pair|tuple)\w*\(\s*({alt})\s*[,)]", src, re.M))
+
+
+def int_only(src: str, name: str) -> bool:
+    """Whether ``src`` does arithmetic with ``name`` (or ``self.name``) itself: ``(h - k) // stride``,
+    ``2 * padding``, which a pair would break."""
+    n = re.escape(name)
+    return bool(re.search(rf"[-+*/%]\s*(self\.)?{n}\b(?!\s*[\[.(])|(?<![\w.])(self\.)?{n}\s*[-+*/%](?!=)", src))
+
+
+def pair_keys(src: str, names: dict[str, str], only: frozenset[str]) -> frozenset[str]:
+    """The hyperparameters (key -> argument name) a source takes as ``(h, w)`` pairs, decided per
+    parameter: one it reads as a pair (:func:`reads_pair_of`) or takes as pairs only; where the
+    source reads any as pairs (:func:`reads_pairs`), also those it never does arithmetic with
+    (handed on to a helper that may take a pair) -- not ``stride`` in ``(h - kh) // stride``."""
+    keys = {k for k, arg in names.items() if k in only or reads_pair_of(src, arg)}
+    if keys or reads_pairs(src, list(names.values())):
+        keys |= {k for k, arg in names.items() if not int_only(src, arg)}
+    return frozenset(keys)
+
+
+def shape_unpacks(src: str, name: str) -> list[ast.Assign]:
+    """Every ``a, b, ... = name.shape`` (or ``self.name.shape``) in ``src``, in source order."""
+    try:
+        tree = ast.parse(textwrap.dedent(src))
+    except (SyntaxError, ValueError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], (ast.Tuple, ast.List))
+                and isinstance(node.value, ast.Attribute) and node.value.attr == "shape"):
+            owner = node.value.value
+            if (isinstance(owner, ast.Name) and owner.id == name) or (isinstance(owner, ast.Attribute)
+                                                                      and owner.attr == name):
+                out.append(node)
+    return sorted(out, key=lambda n: n.lineno)
+
+
+def square_only(src: str, name: str) -> str | None:
+    """The line that reads one size for both kernel axes from the weight ``name``'s shape, as
+    ``n_f, c, f, f = w.shape`` or deeplearning.ai's ``(f, f, n_C_prev, n_C) = W.shape`` do (a name
+    assigned twice keeps the last axis): such code takes square kernels only. None otherwise."""
+    for node in shape_unpacks(src, name):
+        names = [e.id for e in node.targets[0].elts if isinstance(e, ast.Name) and e.id != "_"]
+        if len(names) != len(set(names)):
+            return ast.unparse(node)
+    return None
 
 
 def reads_data(method: Any) -> bool:
@@ -117,7 +172,8 @@ def uses_torch(fn: Any, _seen: set[int] | None = None) -> bool:
     torch module or function of its module's globals (``torch.zeros``, ``F.conv2d``, ``conv2d(``
     imported from torch), or a function or class of its own module that does (``conv2d_unfold(``,
     ``MyConvFunction.apply(``), and no NumPy module or function, and it does not convert arrays
-    itself (``torch.from_numpy``)."""
+    itself (``torch.from_numpy``); or one that calls nothing of its module but tensor methods, in a
+    module that imports torch and not NumPy."""
     seen = set() if _seen is None else _seen
     seen.add(id(fn))
     src = source(fn)
@@ -140,6 +196,11 @@ def uses_torch(fn: Any, _seen: set[int] | None = None) -> bool:
     if of("numpy"):
         return False
     own = getattr(module, "__name__", None)
+    if _seen is None and not calls - {getattr(fn, "__name__", None)}:
+        # only tensor methods (x.unfold(...).mean(...)): its module imports torch and not NumPy
+        mods = {getattr(v, "__name__", "") for v in g.values() if inspect.ismodule(v)}
+        if any(m.split(".")[0] == "torch" for m in mods) and not any(m.split(".")[0] == "numpy" for m in mods):
+            return True
     return of("torch") or any(
         (inspect.isfunction(g[n]) or inspect.isclass(g[n])) and getattr(g[n], "__module__", None) == own
         and id(g[n]) not in seen and uses_torch(g[n], seen) for n in calls)

@@ -178,3 +178,19 @@ def conv2d_nhwc(x, w, b=None, stride=1, padding=0):
 def conv2d_act(x, w, b, stride, padding, activation):
     """A layer fused with its activation: ``activation`` has no counterpart in a convolution."""
     return activation(_conv(x, w, stride, padding) + b[None, :, None, None])
+
+
+def conv_forward_hwio(A_prev, W, b, hparameters):
+    """deeplearning.ai's form, channels last, square kernels only: ``(f, f, n_C_prev, n_C) = W.shape``."""
+    (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
+    (f, f, n_C_prev, n_C) = W.shape
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    n_H = (n_H_prev - f + 2 * pad) // stride + 1
+    n_W = (n_W_prev - f + 2 * pad) // stride + 1
+    A_pad = np.pad(A_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    Z = np.zeros((m, n_H, n_W, n_C), dtype=A_prev.dtype)
+    for h in range(n_H):
+        for w in range(n_W):
+            a_slice = A_pad[:, h * stride:h * stride + f, w * stride:w * stride + f, :]
+            Z[:, h, w, :] = np.tensordot(a_slice, W, axes=([1, 2, 3], [0, 1, 2])) + b.reshape(-1)
+    return Z, (A_prev, W, b, hparameters)

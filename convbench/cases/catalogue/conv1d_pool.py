@@ -58,6 +58,8 @@ def conv1d_edge() -> list[Case]:
         c("kernel.eq.input", n=2, c=2, l=5, o=3, k=5),
         c("single.out", n=1, c=1, l=1, o=1, k=1),
         c("all.at.once", n=2, c=6, l=19, o=6, k=3, stride=2, padding=1, dilation=2, groups=3, bias=False),
+        c("batch3.pad1", n=3, c=2, l=9, o=3, k=3, padding=1),
+        c("float64.basic", n=2, c=3, l=11, o=4, k=3, stride=2, dtype="float64"),
     ]
 
 
@@ -122,6 +124,9 @@ def max_pool2d_edge() -> list[Case]:
         m("rectangular", n=2, c=2, h=9, w=8, kh=3, kw=2, stride=(2, 1), padding=(1, 0)),
         m("kernel.eq.input", n=2, c=3, h=4, w=5, kh=4, kw=5),  # global max pool
         m("k1.identity", n=1, c=2, h=4, w=3, k=1),
+        m("batch3.k3s2p1", n=3, c=2, h=7, w=7, k=3, stride=2, padding=1),
+        m("rect.default.stride", n=1, c=2, h=4, w=9, kh=2, kw=3),  # stride (2, 3): not kernel_size[0]
+        m("float64.k2", n=2, c=2, h=6, w=7, k=2, dtype="float64"),
         m("k1.s2", n=1, c=2, h=5, w=5, k=1, stride=2),
         m("ties.constant.blocks", n=2, c=4, h=6, w=6, k=2, tags=("ties",)),
         m("ties.overlap", n=2, c=4, h=7, w=7, k=3, stride=1, padding=1, tags=("ties",)),
@@ -192,6 +197,9 @@ def avg_pool2d_edge() -> list[Case]:
           count_include_pad=False),
         a("global", n=2, c=3, h=7, w=7, k=7),  # ResNet's global average pool
         a("k1.identity", n=1, c=2, h=4, w=3, k=1),
+        a("batch3.k3s2p1", n=3, c=2, h=7, w=7, k=3, stride=2, padding=1),
+        a("rect.default.stride", n=2, c=2, h=4, w=9, kh=2, kw=3),  # stride (2, 3): not kernel_size[0]
+        a("float64.k2", n=2, c=2, h=6, w=7, k=2, dtype="float64"),
     ]
 
 

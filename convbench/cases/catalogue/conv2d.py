@@ -34,6 +34,13 @@ def conv2d_edge() -> list[Case]:
         conv("single.pixel.out", n=1, c=1, h=1, w=1, o=1, k=1),
         conv("all.at.once", n=2, c=6, h=7, w=10, o=6, kh=3, kw=2, stride=(2, 1), padding=(1, 0),
              dilation=(2, 1), groups=3, bias=False),
+        # one channel in (a single-channel function's cases), batches of 3 and more (code that
+        # breaks only there), and the float64 a course layer may compute in
+        conv("single.channel.b3", n=3, c=1, h=7, w=6, o=1, k=3, bias=False),
+        conv("single.channel.s2p1", n=1, c=1, h=8, w=9, o=2, kh=3, kw=2, stride=2, padding=1, bias=False),
+        conv("batch4.pad1", n=4, c=2, h=6, w=5, o=3, k=3, padding=1),
+        conv("float64.basic", n=2, c=3, h=7, w=7, o=4, k=3, dtype="float64"),
+        conv("float64.b3.s2p1", n=3, c=2, h=8, w=7, o=3, k=3, stride=2, padding=1, dtype="float64"),
     ]
 
 
