@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Sequence
 
 from convbench import store
 from convbench._errors import ParamError
+from convbench.cases import with_dtype
 
 __all__ = ["main"]
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Check implementations against the float64 oracle.",
                        epilog=SECURITY_NOTE)
     _add_selection(p)
+    p.add_argument("--dtype", default="all", choices=("float32", "float64", "all"),
+                   help="every case at this dtype, or each at the suite's own (default: all)")
     p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="seconds one check may take before it is a timeout")
@@ -183,7 +186,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     impls, cases = _selection(args, "edge")
     from convbench.verify import format_report, run_checks
 
-    records = run_checks(impls, cases, timeout=args.timeout,
+    records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout,
                          deadline=None if args.deadline is None else max(_left(args), 0.1))
     # the results are printed first: a --json that fails to write loses none of them
     print(format_report(records), flush=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from convbench.cases.case import Case, conv
 from convbench.cases.descriptor import parse_descriptor
-from convbench.cases.suites import cases_from, get_suite, suite_names
+from convbench.cases.suites import DTYPE_CHOICES, cases_from, get_suite, suite_names, with_dtype
 from convbench.cases.table import suite
 
-__all__ = ["Case", "conv", "parse_descriptor", "suite", "get_suite", "suite_names", "cases_from"]
+__all__ = ["Case", "conv", "parse_descriptor", "suite", "get_suite", "suite_names", "cases_from", "with_dtype",
+           "DTYPE_CHOICES"]

@@ -8,7 +8,7 @@ from convbench.cases.descriptor import parse_descriptor
 from convbench.cases.table import names, registered
 from convbench.ops import get_op
 
-__all__ = ["get_suite", "suite_names", "cases_from"]
+__all__ = ["get_suite", "suite_names", "cases_from", "with_dtype", "DTYPE_CHOICES"]
 
 
 def suite_names(op: str = "conv2d") -> list[str]:
@@ -41,3 +41,29 @@ def cases_from(op: str, suites: list[str] | None = None, descriptors: list[str] 
             seen.add(c.descriptor)
             uniq.append(c)
     return uniq
+
+
+#: what ``--dtype`` takes: one dtype for every case, or each case at the suite's own dtype
+DTYPE_CHOICES = ("float32", "float64", "all")
+
+
+def with_dtype(cases: list[Case], dtype: str | None) -> list[Case]:
+    """``cases`` at ``dtype`` (``float32``, ``float64``), or as they are for ``all`` or None (the
+    suite's own dtypes: mostly float32, a few float64); a case named twice runs once.
+
+    Raises
+    ------
+    ParamError
+        ``dtype`` is none of :data:`DTYPE_CHOICES`.
+    """
+    if dtype is None or dtype == "all":
+        return list(cases)
+    if dtype not in DTYPE_CHOICES:
+        raise ParamError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    seen, out = set(), []
+    for c in cases:
+        c = c.with_dtype(dtype)
+        if c.descriptor not in seen:
+            seen.add(c.descriptor)
+            out.append(c)
+    return out

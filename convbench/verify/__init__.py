@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convbench.cases import Case, cases_from
+from convbench.cases import Case, cases_from, with_dtype
 from convbench.verify.checks import CHECKS
 from convbench.verify.report import format_report
 from convbench.verify.runner import run_checks
@@ -17,7 +17,7 @@ __all__ = ["run_checks", "format_report", "check_impl", "parametrize_with_checks
 
 
 def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "quick",
-               cases: list[str | Case] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+               cases: list[str | Case] | None = None, dtype: str = "all", **kwargs: Any) -> list[dict[str, Any]]:
     """Check one implementation; return its check records (no pytest needed).
 
     Parameters
@@ -31,6 +31,9 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
         Suite of cases (default ``quick``); ignored when ``cases`` is given.
     cases : list of str or Case, optional
         Descriptors (``n2c3h7w7o4k3``) or cases to check instead of a suite.
+    dtype : {'all', 'float32', 'float64'}
+        Every case at this dtype (code that computes in float64 is checked at its own precision
+        with ``'float64'``), or ``'all'``: each case at the suite's own dtype.
     **kwargs
         Passed to :func:`run_checks` (``timeout``, ``isolate``, ``checks``, ...).
 
@@ -56,7 +59,7 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
         chosen = [c for c in cases if isinstance(c, Case)] + cases_from(op, None, descs) if descs else list(cases)
     else:
         chosen = cases_from(op, [suite] if suite else None, None)
-    return run_checks([impl], chosen, **kwargs)
+    return run_checks([impl], with_dtype(chosen, dtype), **kwargs)
 
 
 def parametrize_with_checks(impls_or_specs: list[Any], op: str = "conv2d", suite: Any = "edge",
