@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("machine", help="fingerprint and measured peaks of this machine")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations")
+    p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations "
+                                   "(and yours, with --impl)")
+    p.add_argument("--impl", action="append", metavar="SPEC",
+                   help="your implementation (path/to/file.py:OBJ, pkg.module:OBJ): checked, benchmarked beside the "
+                        "shipped families and first in the report (repeatable)")
     p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
     p.add_argument("--budget", type=_seconds, default=100.0, metavar="S",
                    help="seconds for benchmarking (default 100)")
@@ -271,16 +275,26 @@ def cmd_machine(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Check, bench and report every operator's shipped implementations into ``--out``."""
+    """Check, bench and report every operator's shipped implementations into ``--out``; with
+    ``--impl``, the user's own beside them, first in the report."""
     import reports
     from convbench.cases import get_suite
     from convbench.measure.bench import run_bench
-    from convbench.ops import op_names
-    from convbench.registry import registered
+    from convbench.ops import get_op, op_names
+    from convbench.registry import load_impl, registered
     from convbench.verify import format_report, run_checks
+    from convbench.verify.report import verdict_lines
 
     from convbench.measure.machine import fingerprint, machine_record, peaks
 
+    for op in args.op or []:
+        get_op(op)
+    # the user's implementations, loaded before anything is measured: a bad spec is a usage error
+    mine = [load_impl(spec, op=args.op[0] if args.op and len(args.op) == 1 else None) for spec in args.impl or []]
+    for spec, impl in zip(args.impl or [], mine):
+        if args.op and impl.info.op not in args.op:
+            raise UsageError(f"--impl {spec} is a {impl.info.op} implementation; --op names {', '.join(args.op)}")
+    highlight = [m.info.name for m in mine]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out!r} is an existing file; give a directory for the run")
@@ -290,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r} cannot be created ({exc.strerror or exc})") from None
     bench_path = out / "bench.jsonl"
     _move_aside(bench_path)
-    ops = args.op or [o for o in op_names() if registered(o)]
+    ops = args.op or (list(dict.fromkeys(m.info.op for m in mine)) if mine else [o for o in op_names() if registered(o)])
     # the peaks are measured afresh: % of peak must not rest on a measurement cached while the
     # machine was busy
     fp = fingerprint()
@@ -298,8 +312,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     check_records: list[dict[str, Any]] = []
     for i, op in enumerate(ops):
-        # the baseline first in each case: if the budget runs short, it is the last to go
-        impls = sorted(registered(op), key=lambda m: m.info.name != "torch_cpu")
+        # the baseline first in each case, then the user's: if the budget runs short, they are the
+        # last to go
+        own = [m for m in mine if m.info.op == op]
+        shipped = sorted((m for m in registered(op) if m not in own), key=lambda m: m.info.name != "torch_cpu")
+        impls = shipped[:1] + own + shipped[1:] if shipped and shipped[0].info.name == "torch_cpu" else own + shipped
         print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
         recs = run_checks(impls, get_suite("edge", op))
         check_records += recs
@@ -314,13 +331,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                   machine=machine)
         args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
     frame = reports.load([bench_path])
-    paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records)
-    print()
-    print(reports.summary_text(frame))
+    # written whatever the checks said: a failing implementation's report is the one most needed
+    paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records,
+                                 highlight=highlight)
     bad = [r for r in check_records if r["status"] in FAILING]
-    if bad:
+    if bad:  # the failures in full first, so the verdict and the speed table end the output
         print()
         print(format_report(bad))
+    print()
+    order = highlight + [r["impl"] for r in check_records if r["impl"] not in highlight]
+    print("\n".join(verdict_lines(sorted(check_records, key=lambda r: order.index(r["impl"])),
+                                   warn=highlight or None)))
+    print()
+    print(reports.summary_text(frame, highlight=highlight))
     print(f"\nreport: {paths.get('md', out / 'report.md')}  html: {paths.get('html', out / 'index.html')}  "
           f"({time.perf_counter() - t0:.0f} s)")
     return 1 if bad else 0

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from convbench.verify.report import verdict_lines
 from reports import _format as F
 from reports import _plots as P
 from reports._load import machines, sweep_of
@@ -34,12 +35,29 @@ class Analysis:
     failed_checks: pd.DataFrame
     machines: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    #: one line per implementation checked (value and contract failures apart), highlighted first
+    verdict: list[str] = field(default_factory=list)
+    #: the implementations the report is about (``convbench run --impl``): first, and marked
+    highlight: list[str] = field(default_factory=list)
+
+
+def _first(df: pd.DataFrame, highlight: Sequence[str]) -> pd.DataFrame:
+    """The highlighted implementations' rows first, their names marked with ``»``."""
+    if not highlight or "impl" not in df.columns or df.empty:
+        return df
+    mine = df["impl"].isin(highlight)
+    out = pd.concat([df[mine], df[~mine]])
+    return out.assign(impl=[f"» {i}" if i in highlight else i for i in out["impl"]])
 
 
 def analyse(frame: pd.DataFrame, baseline: str = "torch_cpu",
-            check_records: list[dict[str, Any]] | None = None) -> Analysis:
-    """The tables of a report from the frame of :func:`reports.load`."""
+            check_records: list[dict[str, Any]] | None = None, highlight: Sequence[str] = ()) -> Analysis:
+    """The tables of a report from the frame of :func:`reports.load`; ``highlight`` names the
+    implementations the report is about (first in the verdict and the tables, marked)."""
     checks = check_records if check_records is not None else frame.attrs.get("checks") or []
+    order = list(highlight) + [r["impl"] for r in checks if r["impl"] not in highlight]
+    verdict = verdict_lines(sorted(checks, key=lambda r: order.index(r["impl"])),
+                            warn=highlight or None) if checks else []
     cases = case_table(frame, baseline, checks)
     notes = []
     for (m, op), g in cases.groupby(["machine", "op"]):
@@ -56,11 +74,11 @@ def analyse(frame: pd.DataFrame, baseline: str = "torch_cpu",
                          "layer or function runs its forward first for the cache or autograd graph its backward "
                          "needs, so compare them with the others' forward + backward")
     fits = scaling_table(cases)
-    if not cases["case"].map(sweep_of).notna().any() and len(fits):
-        notes.append("no scaling-suite cases in these records: exponents against FLOPs are fitted over the "
-                     "cases present, which differ in shape as well as size (run `convbench bench --suite scaling` "
-                     "for clean exponents and cliff detection)")
-    return Analysis(cases, impl_table(cases, checks), fits, cliffs(cases), check_table(checks), machines(frame), notes)
+    if not len(fits) and len(cases):
+        notes.append("no scaling-suite cases in these records, so no scaling exponents (run `convbench bench "
+                     "--suite scaling` for them and for cliff detection)")
+    return Analysis(cases, impl_table(cases, checks), fits, cliffs(cases), check_table(checks), machines(frame), notes,
+                    verdict, list(highlight))
 
 
 def _slug(text: str) -> str:
@@ -125,6 +143,9 @@ def _subtitle(a: Analysis) -> str:
 
 def _markdown(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]], out_dir: Path) -> str:
     parts = ["# convbench report\n", _subtitle(a) + "\n"]
+    if a.verdict:
+        parts += ["## Verdict\n", "".join(f"- {md_escape(v.strip())}\n" for v in a.verdict)]
+    parts += ["## Implementations\n", md_table(_first(F.display_impls(a.impls), a.highlight))]
     parts += [f"> {md_escape(n)}\n" for n in a.notes]
     parts.append("## Machines\n")
     gpus = any(i.get("gpu_peak_gflops") for i in a.machines)
@@ -135,11 +156,11 @@ def _markdown(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]], out_di
         **({"GPU": i.get("gpu") or "", "GPU peak": gpu_peaks_text(i).replace(" GFLOP/s", ""),
             "GPU GB/s": F.fmt_num(i.get("gpu_peak_gbps"))} if gpus else {}),
         "records": i["records"]} for i in a.machines])))
-    parts += ["## Implementations\n", md_table(F.display_impls(a.impls))]
     parts.append("## Overview (median time, speedup, ★ fastest)\n")
     for op, wide in F.overviews(a.cases):
         parts += [f"### {md_escape(op)}\n", md_table(wide)]
-    parts += ["## Scaling\n", md_table(F.display_scaling(a.fits))]
+    parts += ["## Scaling\n", md_table(F.display_scaling(a.fits)) if len(a.fits) else
+              "No scaling-suite cases were run, so no exponents.\n"]
     sentences = cliff_sentences(a.cliffs)
     parts.append("".join(f"- {md_escape(s)}\n" for s in sentences) if sentences else
                  "No jump in time per FLOP within any sweep.\n")
@@ -156,7 +177,9 @@ def _markdown(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]], out_di
 
 def _html(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]]) -> str:
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in a.notes)
-    sections = [("Implementations", notes + html_table(F.display_impls(a.impls)))]
+    sections = [("Verdict", "<ul>" + "".join(f"<li>{html.escape(v.strip())}</li>" for v in a.verdict) + "</ul>")] \
+        if a.verdict else []
+    sections.append(("Implementations", notes + html_table(_first(F.display_impls(a.impls), a.highlight))))
     figs = []
     for m, items in plots.items():
         if len(plots) > 1:
@@ -179,7 +202,7 @@ def _html(a: Analysis, plots: dict[str, list[tuple[str, Path, str]]]) -> str:
 
 
 def write_report(frame: pd.DataFrame, out_dir: Path, formats: Sequence[str] = FORMATS, baseline: str = "torch_cpu",
-                 check_records: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+                 check_records: list[dict[str, Any]] | None = None, highlight: Sequence[str] = ()) -> dict[str, Path]:
     """Write the report of ``frame`` into ``out_dir``.
 
     Parameters
@@ -196,7 +219,11 @@ def write_report(frame: pd.DataFrame, out_dir: Path, formats: Sequence[str] = FO
         Implementation that speedups are measured against (per machine; where it has no successful
         measurement the implementation with most of them stands in, and the report says so).
     check_records
-        Check records for the err_ratio and check columns (default: those :func:`load` found).
+        Check records for the err_ratio and check columns (default: those :func:`load` found);
+        with them the report opens with a verdict per implementation.
+    highlight
+        The implementations the report is about (``convbench run --impl``): first in the verdict
+        and the implementations table, marked ``»``.
 
     Returns
     -------
@@ -209,7 +236,7 @@ def write_report(frame: pd.DataFrame, out_dir: Path, formats: Sequence[str] = FO
         raise ValueError(f"formats must be among {', '.join(FORMATS)}; got {', '.join(map(repr, bad))}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(frame, baseline, check_records)
+    a = analyse(frame, baseline, check_records, highlight)
     paths: dict[str, Path] = {}
     plots = _plots(a, out_dir) if {"md", "html"} & set(formats) and len(a.cases) else {}
     if "md" in formats:
@@ -231,18 +258,21 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def summary_text(frame: pd.DataFrame, baseline: str = "torch_cpu", width: int = 140) -> str:
-    """The terminal summary: per-implementation table, overview of every case, scaling exponents."""
+def summary_text(frame: pd.DataFrame, baseline: str = "torch_cpu", width: int = 140,
+                 highlight: Sequence[str] = ()) -> str:
+    """The terminal summary: per-implementation table (``highlight`` first, marked), overview of
+    every case, scaling exponents where scaling cases ran."""
     if frame.empty:
         return "no bench records\n"
-    a = analyse(frame, baseline)
+    a = analyse(frame, baseline, highlight=highlight)
     one = len(a.machines) == 1  # the machine column says nothing then
     drop = (lambda df: df.drop(columns=[c for c in ("machine",) if c in df.columns])) if one else (lambda df: df)
     fits = drop(F.display_scaling(a.fits).drop(columns=["R²"]))
-    impls = drop(F.display_impls(a.impls).drop(columns=["checks passed", "checks failed", "max err_ratio"]))
+    impls = drop(_first(F.display_impls(a.impls), a.highlight).drop(columns=["checks passed", "checks failed",
+                                                                            "max err_ratio"]))
     title = f" on {a.machines[0]['machine']}" if one else ""
     text = rich_tables_text([(f"Implementations{title}", impls),
                              *((f"{op}: median time (speedup), ★ fastest", drop(w)) for op, w in F.overviews(a.cases)),
-                             ("Scaling exponents", fits)], width=width)
+                             *([("Scaling exponents", fits)] if len(fits) else [])], width=width)
     extra = [f"note: {n}" for n in a.notes] + cliff_sentences(a.cliffs)
     return text + "".join(e + "\n" for e in extra)

@@ -173,7 +173,10 @@ def test_two_machines_are_kept_apart(two_machines):
     assert len(a) == len(b) > 0 and (b["t_median_s"].to_numpy() < a["t_median_s"].to_numpy()).all()
     s = impl_table(t)
     assert set(s["machine"]) == {"alpha", "beta"} and len(s) == 2 * s["impl"].nunique()
-    assert set(scaling_table(t)["machine"]) == {"alpha", "beta"}
+    # quick-suite shapes only: no exponent is fitted over unrelated shapes
+    assert scaling_table(t).empty
+    sc = case_table(frame_from_records(bench_records(machines=("alpha", "beta"), cases=scaling_cases(("hw",)))))
+    assert set(scaling_table(sc)["machine"]) == {"alpha", "beta"}
 
 
 def test_same_hostname_two_machines_get_distinct_labels():
@@ -322,7 +325,8 @@ def test_markdown_escapes_and_links_plots(written):
 
 def test_summary_text_names_machines_and_impls(two_machines):
     text = reports.summary_text(two_machines)
-    assert "alpha" in text and "beta" in text and "torch_cpu" in text and "Scaling exponents" in text
+    assert "alpha" in text and "beta" in text and "torch_cpu" in text
+    assert "no scaling-suite cases in these records, so no scaling exponents" in text
 
 
 def test_write_report_rejects_unknown_format(tmp_path, two_machines):

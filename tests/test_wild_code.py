@@ -108,3 +108,39 @@ def test_a_form_that_cannot_be_driven_is_one_usage_error(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "its required parameter 'activation' has no counterpart in conv2d" in lines[0], r.stderr
     assert "docs/verification.md" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_run_with_the_users_implementation_checks_benches_and_reports_it_first(tmp_path, monkeypatch, capsys):
+    import convbench.cases as cases_mod
+    import convbench.measure.machine as machine_mod
+    import convbench.registry as registry_mod
+    from convbench.cases import parse_descriptor
+    from convbench.cli import main
+
+    # two shipped families and a few small cases keep it short; the job is convbench run's own
+    shipped = registry_mod.registered
+    monkeypatch.setattr(registry_mod, "registered",
+                        lambda op=None: [i for i in shipped(op) if i.info.name in ("torch_cpu", "im2col")])
+    small = {"edge": [parse_descriptor("n3c2h6w6o3k3p1"), parse_descriptor("n1c2h5w7o2k3s2nb")],
+             "quick": [parse_descriptor("n2c3h8w8o4k3p1")]}
+    monkeypatch.setattr(cases_mod, "get_suite", lambda name, op="conv2d": small[name])
+    cached = machine_mod.peaks
+    monkeypatch.setattr(machine_mod, "peaks", lambda fp, refresh=False: cached(fp))
+    rc = main(["run", "--impl", str(ROOT / MISTAKES) + ":conv2d_bias_per_product", "--budget", "30",
+               "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 1  # its checks failed: the report is written all the same
+    mine = "wild_mistakes_conv2d_bias_per_product"
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("## Implementations") < md.index("## Machines")
+    verdict = md.split("## Verdict\n")[1].split("\n## ")[0].strip().splitlines()
+    assert verdict[0].startswith(f"- {mine}: FAILED") and "value checks" in verdict[0]
+    assert any(line.startswith("- torch_cpu: OK") for line in verdict)
+    assert f"| » {mine} |" in md and "No scaling-suite cases were run, so no exponents." in md
+    assert "Verdict" in (tmp_path / "index.html").read_text()
+    bench = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+    assert {r["impl"] for r in bench} >= {mine, "torch_cpu", "im2col"}
+    # the terminal ends with the verdict, the user's first, then the speed table
+    tail = out.rsplit("likely causes (failed checks):", 1)[-1]
+    assert tail.index(f"{mine}: FAILED") < tail.index("torch_cpu: OK") < tail.index(f"» {mine}")
+    assert "Scaling exponents" not in tail

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Collection
 
 __all__ = ["format_report", "format_failure", "verdict_lines", "causes_of", "STATUSES", "FAILING", "VALUE_CHECKS"]
 
@@ -103,15 +103,23 @@ def _coverage(impl: str, recs: list[dict[str, Any]]) -> str | None:
             f"could not: {reasons}{more}")
 
 
-def verdict_lines(records: list[dict[str, Any]]) -> list[str]:
+def verdict_lines(records: list[dict[str, Any]], warn: Collection[str] | None = None) -> list[str]:
     """One line per implementation: its checks passed and failed, values apart from contract, and a
-    coverage warning where fewer than half of its cases ran. In the order the records name them."""
+    coverage warning where fewer than half of its cases ran (for the implementations in ``warn``;
+    default all). In the order the records name them."""
     out = []
     for impl in dict.fromkeys(r["impl"] for r in records):
         recs = [r for r in records if r["impl"] == impl]
         bad = [r for r in recs if r["status"] in FAILING]
         passed = sum(r["status"] == "passed" for r in recs)
-        value_bad = [r for r in bad if r["check"] in VALUE_CHECKS or r["status"] != "failed" or r["check"] == "all"]
+        if not passed and not bad:  # not available here, or nothing it supports: said once, why
+            why = next((r.get("message") for r in recs if r.get("message")), "no case ran")
+            out.append(f"{impl}: not checked: {why}")
+            continue
+        wrong_values = {(r["case"], r["direction"]) for r in bad if r["check"] in VALUE_CHECKS}
+        # a layout check fails with the values where the values are wrong: a value failure then
+        value_bad = [r for r in bad if r["check"] in VALUE_CHECKS or r["status"] != "failed" or r["check"] == "all"
+                     or (r["check"] == "layout" and (r["case"], r["direction"]) in wrong_values)]
         contract_bad = [r for r in bad if r not in value_bad]
         if not bad:
             out.append(f"{impl}: OK, {passed} checks passed")
@@ -126,9 +134,9 @@ def verdict_lines(records: list[dict[str, Any]]) -> list[str]:
             if contract_bad:
                 line += f" and {len(contract_bad)} contract checks ({_contract_line(contract_bad)})"
             out.append(line + f"; {passed} passed")
-        warn = _coverage(impl, recs)
-        if warn:
-            out.append("  warning: " + warn)
+        note = _coverage(impl, recs) if warn is None or impl in warn else None
+        if note:
+            out.append("  warning: " + note)
     return out
 
 
