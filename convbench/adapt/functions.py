@@ -90,6 +90,10 @@ class FunctionImpl(Implementation):
         self.w_axes = _axes(canon_w, self.weight_layout) if canon_w else ()
         self.batched, self.channels = "N" in self.layout, "C" in self.layout
         self.name = getattr(fn, "__name__", "f")
+        try:
+            self.posonly = [q.name for q in inspect.signature(fn).parameters.values() if q.kind == q.POSITIONAL_ONLY]
+        except (TypeError, ValueError):
+            self.posonly = []
 
     # --- what the function is given ---------------------------------------------------------
 
@@ -189,7 +193,16 @@ class FunctionImpl(Implementation):
             raise
 
     def _one(self, x: Any, args: dict[str, Any], kw: dict[str, Any]) -> Any:
-        return self.fn(**{self.fp.x: x}, **args, **kw)
+        given = {self.fp.x: x, **args, **kw}
+        if not self.posonly:
+            return self.fn(**given)
+        # positional-only parameters (``def f(x, w, /, ...)``) in order, as far as they are given
+        pos = []
+        for name in self.posonly:
+            if name not in given:
+                break
+            pos.append(given.pop(name))
+        return self.fn(*pos, **given)
 
     def _out(self, y: Any) -> Any:
         """A result in the function's layout, back in PyTorch's."""
