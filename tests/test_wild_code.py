@@ -4,6 +4,7 @@ form that cannot be driven is one usage error."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -144,3 +145,26 @@ def test_run_with_the_users_implementation_checks_benches_and_reports_it_first(t
     tail = out.rsplit("likely causes (failed checks):", 1)[-1]
     assert tail.index(f"{mine}: FAILED") < tail.index("torch_cpu: OK") < tail.index(f"» {mine}")
     assert "Scaling exponents" not in tail
+
+
+def test_adapt_says_what_the_source_cannot_and_refuses_what_makes_no_sense():
+    import convbench
+    from convbench.registry import load_impl
+    from convbench.verify import run_checks
+    from convbench.cases import parse_descriptor
+
+    pool = load_impl(f"{ROOT / SHIM}:pool_chw")  # the operator from the adapted function, not its class
+    assert pool.info.op == "max_pool2d" and pool.layout == "CHW"
+    recs = run_checks([pool], [parse_descriptor("n3c2h7w7k3s2", "max_pool2d")], checks=["random"], isolate=False)
+    assert {r["status"] for r in recs if r["direction"] == "forward"} == {"passed"}
+    sys.path.insert(0, str(ROOT / SEEDS))
+    import wild_functions as wf
+
+    for kwargs, words in [(dict(layout="NHCW C"), "layout='NHCW C': expected the letters of 'NCHW'"),
+                          (dict(layout="HWC", weight_layout="IOHW X"), "weight_layout='IOHW X'"),
+                          (dict(names={"stride_length": "stride"}), "has no parameter 'stride_length'"),
+                          (dict(names={"step": "speed"}), "'speed' is not a parameter of conv2d")]:
+        with pytest.raises(TypeError, match=re.escape(words)):
+            convbench.adapt(wf.conv2d_step, **kwargs)
+    with pytest.raises(TypeError, match="convbench.adapt takes a function"):
+        convbench.adapt(wf.ConvKernelPair)

@@ -51,12 +51,12 @@ def adapt(obj: Any, op: str | None = None) -> tuple[Implementation, dict[str, An
     TypeError
         Nothing fits ``obj``, or its constructor does not fit ``op``.
     """
-    op = op or infer_op(obj)
     if isinstance(obj, Implementation):  # convbench.adapt's result carries what it read
-        info = dict(getattr(obj, "adapted_info", None) or {"op": op})
-        if info["op"] != op:
+        info = dict(getattr(obj, "adapted_info", None) or {"op": op or infer_op(obj)})
+        if op is not None and info["op"] != op:
             raise TypeError(f"{obj!r} was adapted as a {info['op']} implementation, not {op}")
         return obj, info
+    op = op or infer_op(obj)
     if is_torch_module(obj):
         return adapt_torch_module(obj, op)
     if static_forward(obj) is not None or (inspect.isfunction(obj) and dict_param(obj)):
