@@ -23,7 +23,7 @@ MISTAKES = f"{SEEDS}/wild_mistakes.py"
 CORRECT = {
     "conv2d": [f"{FORMS}:conv2d_naive", f"{FORMS}:conv2d_single", f"{FORMS}:conv2d_chw", f"{FORMS}:conv2d_padsize",
                f"{FORMS}:conv2d_bias_required", f"{FORMS}:conv_forward_square", f"{FORMS}:ConvKernelPair",
-               f"{FORMS}:conv_forward_hwio", f"{FORMS}:conv2d_step", f"{TORCH}:conv2d_chw", f"{SHIM}:conv_nhwc",
+               f"{FORMS}:conv_forward_hwio", f"{FORMS}:conv2d_step", f"{FORMS}:conv_forward_cached", f"{TORCH}:conv2d_chw", f"{SHIM}:conv_nhwc",
                f"{SHIM}:conv_step"],
     "conv1d": [f"{FORMS}:conv1d_cl"],
     "max_pool2d": [f"{FORMS}:max_pool2d", f"{FORMS}:pool_max_chw", f"{TORCH}:maxpool2d"],

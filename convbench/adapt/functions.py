@@ -194,15 +194,16 @@ class FunctionImpl(Implementation):
 
     def _one(self, x: Any, args: dict[str, Any], kw: dict[str, Any]) -> Any:
         given = {self.fp.x: x, **args, **kw}
-        if not self.posonly:
-            return self.fn(**given)
         # positional-only parameters (``def f(x, w, /, ...)``) in order, as far as they are given
         pos = []
         for name in self.posonly:
             if name not in given:
                 break
             pos.append(given.pop(name))
-        return self.fn(*pos, **given)
+        y = self.fn(*pos, **given)
+        if isinstance(y, tuple) and y and hasattr(y[0], "shape"):
+            return y[0]  # (out, cache), as a forward that keeps what its backward needs returns
+        return y
 
     def _out(self, y: Any) -> Any:
         """A result in the function's layout, back in PyTorch's."""

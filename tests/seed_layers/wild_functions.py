@@ -194,3 +194,9 @@ def conv_forward_hwio(A_prev, W, b, hparameters):
             a_slice = A_pad[:, h * stride:h * stride + f, w * stride:w * stride + f, :]
             Z[:, h, w, :] = np.tensordot(a_slice, W, axes=([1, 2, 3], [0, 1, 2])) + b.reshape(-1)
     return Z, (A_prev, W, b, hparameters)
+
+
+def conv_forward_cached(x, w, b, stride=1, pad=0):
+    """A forward that returns ``(out, cache)`` without a dict of hyperparameters."""
+    out = _conv(x, w, stride, pad) + b[None, :, None, None]
+    return out, (x, w, b, stride, pad)
