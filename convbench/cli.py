@@ -167,6 +167,9 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
         impls = registered(args.op)
     if not impls:
         raise UsageError(f"no {args.op} implementation is registered")
+    for i in impls:  # a form convbench drives piece by piece: said before its results
+        if "(inside the timed call)" in i.info.description:
+            print(f"note: {i.info.name} is a {i.info.description}", flush=True)
     return impls, cases
 
 

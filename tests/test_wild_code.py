@@ -76,8 +76,11 @@ def test_every_correct_form_passes_through_the_command_line(op, tmp_path):
         if impl in by:
             passed = {x["case"] for x in recs if x["impl"] == impl and x["status"] == "passed"}
             assert cases <= passed, (impl, cases - passed)
-    # a single-channel function runs few of the suite's cases: the verdict says so, and why
+    # a single-channel function runs few of the suite's cases: the verdict says so, and why; a
+    # form driven one sample at a time is said to be
     if op == "conv2d":
+        assert "note: wild_functions_conv2d_chw is a function " in r.stdout and \
+            "fed one sample at a time (inside the timed call)" in r.stdout
         assert "wild_functions_conv2d_naive: only " in r.stdout and " cases ran, so this verdict covers little" in r.stdout
 
 

@@ -309,13 +309,16 @@ def adapt_function(fn: Callable[..., Any], op: str, names: dict[str, str] | None
     cls = TorchFunctionImpl if torch else FunctionImpl
     impl = cls(fn, op, fp, pairs_of, only, layout, weight_layout, square)
     form = ("" if impl.batched and impl.channels else
-            ", fed one sample at a time" if impl.channels else ", fed one sample and one channel at a time")
+            ", fed one sample at a time (inside the timed call)" if impl.channels else
+            ", fed one sample and one filter at a time (inside the timed call)")
     try:
         sig = str(inspect.signature(fn))
     except (TypeError, ValueError):
         sig = "(...)"
-    where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', impl.name)}{sig}"
+    module = getattr(fn, "__module__", None) or "?"
+    # a file's module is named after its path (convbench_user_...): the function's own name says more
+    where = f"{'' if module.startswith('convbench_user_') else module + '.'}{getattr(fn, '__qualname__', impl.name)}{sig}"
     return impl, {"op": op, "backend": "torch" if torch else "numpy",
                   "directions": {"forward", "backward"} if torch else {"forward"}, "features": feats,
                   "description": f"function {where}{' on torch tensors, backward through autograd' if torch else ''}"
-                                 f"{'' if layout == CANONICAL[op][0] else ', layout ' + layout}{form}"}
+                                 f"{'' if layout == CANONICAL[op][0] else ', input ' + layout}{form}"}
