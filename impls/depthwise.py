@@ -16,7 +16,7 @@ from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import Implementation, register
 from impls._fast_common import Geometry, geometry, phase_ranges, pool, scratch, workers, zero_border
 
-__all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "block_planes"]
+__all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells", "block_planes"]
 
 #: bytes of the planes one block of the element-wise passes touches (source window, output,
 #: product): within the 512 KiB L2 of the AMD EPYC VM (measured, ``suites/depthwise_bench.py``)
@@ -35,6 +35,12 @@ def plane_geometry(p: Conv2dParams) -> Geometry:
     plane ``r`` occupies ``[r*L, (r+1)*L)`` of each phase, ``L = Hq*Wq``, and tap ``(u, v)`` of
     output ``(i, j)`` sits at offset ``off`` from position ``i*Wq + j`` of its phase."""
     return geometry(dataclasses.replace(p, n=p.n * p.c, c=1, o=1, groups=1))
+
+
+def geometry_cells(p: Conv2dParams) -> int:
+    """Positions of one plane's output grid that every tap's pass covers (``Hq*Wq``)."""
+    g = plane_geometry(p)
+    return g.hq * g.wq
 
 
 def block_planes(plane: int, itemsize: int) -> int:

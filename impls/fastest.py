@@ -19,12 +19,13 @@ from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from convbench.registry import availability, get_impl
+from impls.depthwise import geometry_cells
 from impls.shift_gemm import forward_layout
 
 __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
 
 #: the NumPy algorithms it chooses among, looked up in the registry at call time
-CANDIDATES = ("shift_gemm", "im2col", "stride_tricks", "fft", "winograd")
+CANDIDATES = ("shift_gemm", "im2col", "stride_tricks", "fft", "winograd", "depthwise")
 
 # Cost-model constants: only their ratios matter to a choice. GEMM throughput with inner
 # dimension K is PEAK*K/(K+_K_HALF) (OpenBLAS reaches half its large-GEMM rate near K=48 here);
@@ -38,6 +39,9 @@ _EINSUM_PENALTY = 1.5
 # Winograd's transforms: element-wise NumPy passes (each reads two operands and writes one) over
 # the input and output phases; the count follows impls/winograd.py
 _WINOGRAD_PASSES = 24
+# depthwise: float32 element-wise operations per second of its in-cache multiply and add passes
+# (one core, AMD EPYC VM, blocks of 512 KiB: about 1.7e9 multiply-add pairs a second)
+_ELEM_RATE = 3.4e9
 
 
 def _gemm_s(flops: float, k: int) -> float:
@@ -69,6 +73,15 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
         s = _gemm_s(conv, cg * k2) + (3 * patch + nx + ny) * item / _BW
         s *= passes * (1 + (direction != "forward"))   # col2im / adjoint views: one more pass each
         return s * (_EINSUM_PENALTY if name == "stride_tricks" else 1.0)
+    if name == "depthwise":
+        # impls/depthwise.py: a multiply and an add per tap over each plane's phase grid (outputs
+        # over the padded width), the planes' copy in, the crop out; backward: grad_input the
+        # same passes, grad_weight one dot product (two operations) per tap over the real outputs
+        grid = p.n * p.o * geometry_cells(p)
+        s = (2 * k2 * grid) / _ELEM_RATE + (nx + ny) * item / _BW
+        if direction != "forward":
+            s += (2 * k2 * grid + 2 * k2 * ny) / _ELEM_RATE + (nx + ny) * item / _BW
+        return s
     if name == "winograd":
         # 16 GEMMs (O/g, C/g) @ (C/g, N*Hq*Wq) over tile grids one row and column larger than the
         # output's, the transforms' passes, the phase copies in and out (with the layout of
@@ -120,7 +133,7 @@ def _add_lines(table: dict[tuple[str, str, str], dict[str, float]], lines: list[
 
 @register(op="conv2d", name="fastest", backend="numpy", device="cpu", exact=False, algorithm="any",
           deterministic=True,
-          description="per case and direction, the fastest of shift_gemm/im2col/stride_tricks/fft/winograd "
+          description="per case and direction, the fastest of shift_gemm/im2col/stride_tricks/fft/winograd/depthwise "
                       "by this machine's crossover records, autotuning (CONVBENCH_AUTOTUNE=1) or a cost model")
 class FastestConv2d(Implementation):
     """Auto-selecting conv2d: the fastest NumPy candidate for each (case, dtype, direction).

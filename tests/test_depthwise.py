@@ -118,3 +118,19 @@ def test_declines_layers_with_several_channels_per_group():
     reason = DW.unsupported(p, "float32", "forward")
     assert reason is not None and "groups=4" in reason and "in_channels=8" in reason
     assert DW.unsupported(_params(*SHAPES[0]), "float32", "backward") is None
+
+
+def test_fastest_runs_it_on_depthwise_layers_without_data(tmp_path, monkeypatch):
+    """With no crossover records the cost model sends a depthwise layer here (forward and
+    backward) and keeps ordinary layers on their GEMMs."""
+    from impls.fastest import FastestConv2d
+
+    monkeypatch.delenv("CONVBENCH_AUTOTUNE", raising=False)
+    f = FastestConv2d(crossover=tmp_path / "none.jsonl")
+    for c, size, stride in ((32, 112, 1), (144, 56, 2), (960, 7, 1)):
+        p = Conv2dParams(n=8, c=c, h=size, w=size, o=c, kh=3, kw=3, stride=stride, padding=1, groups=c, bias=False)
+        for direction in ("forward", "backward"):
+            assert f.choice(p, "float32", direction) == "depthwise", (c, size, direction)
+            assert f.why(p, "float32", direction) == "cost model"
+    dense = Conv2dParams(n=8, c=64, h=56, w=56, o=64, kh=3, kw=3, padding=1)
+    assert "depthwise" not in f.candidates(dense, "float32", "forward")
