@@ -152,32 +152,9 @@ def forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None)
     return y
 
 
-def _grad_weight(p: Conv2dParams, g: Geometry, ph: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """``(O, 1, kh, kw)``: per plane and tap the dot product of ``dy`` with the window of ``x``
-    the tap read, over the real outputs only (no thrown-away position takes part, so a NaN or inf
-    that only those would read stays out), summed over the batch."""
-    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
-    oh, ow = p.out_hw
-    dyp = dy.reshape(nc, om, oh, ow)
-    dwp = np.empty((nc, om, len(g.taps)), dy.dtype)
-    per = block_planes(plane, dy.itemsize)
-
-    def block(s: int, e: int, tag: str) -> None:
-        for t, (_, _, k, off) in enumerate(g.taps):
-            src = ph[k, s * plane + off:e * plane + off].reshape(e - s, g.hq, g.wq)[:, :oh, :ow]
-            for j in range(om):
-                np.einsum("rij,rij->r", dyp[s:e, j], src, out=dwp[s:e, j, t])
-
-    _run_blocks(_blocks(nc, per), nc * om * oh * ow * len(g.taps), block)
-    return dwp.reshape(p.n, p.o, len(g.taps)).sum(axis=0).reshape(p.o, 1, p.kh, p.kw)
-
-
-def _grad_input(p: Conv2dParams, g: Geometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The adjoint, gathered: ``dY`` is laid on each plane's ``(Hq, Wq)`` output grid with zeros
-    past ``OH``/``OW`` and a zero margin of the largest tap offset in front; phase ``k`` of the
-    padded input gradient at position ``q`` is then ``sum over its taps of grid[q - off] * w``,
-    a shifted multiply-add like the forward's (the grid's zero rows and columns absorb the
-    windows that run past a plane's edge). The phases are folded back to NCHW."""
+def _dy_grid(p: Conv2dParams, g: Geometry, dy: np.ndarray) -> tuple[np.ndarray, int]:
+    """``dY`` laid on each plane's ``(Hq, Wq)`` output grid, zeros past ``OH``/``OW``, after a zero
+    margin of the largest tap offset: ``(O/C, margin + N*C*L)``, and the margin."""
     nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
     oh, ow = p.out_hw
     margin = _tail(g)
@@ -186,6 +163,44 @@ def _grad_input(p: Conv2dParams, g: Geometry, dy: np.ndarray, w: np.ndarray) -> 
     view = grid[:, margin:].reshape(om, nc, g.hq, g.wq)
     zero_border(view, slice(0, oh), slice(0, ow))
     view[:, :, :oh, :ow] = dy.reshape(nc, om, oh, ow).transpose(1, 0, 2, 3)
+    return grid, margin
+
+
+def _grad_weight(p: Conv2dParams, g: Geometry, ph: np.ndarray, dy: np.ndarray, grid: np.ndarray,
+                 margin: int, finite: bool) -> np.ndarray:
+    """``(O, 1, kh, kw)``: per plane and tap the dot product of ``dY`` with the window of ``x`` the
+    tap read, summed over the batch. With every input value finite, over the whole grid (the
+    thrown-away positions hold zeros in ``grid``: they add exact zeros; contiguous dot products
+    took 0.4-0.9x the time of the real outputs' 3-D views on MobileNetV2's depthwise layers at
+    batch 8, the most at 14x14); else over the real outputs only,
+    so that a NaN or inf only thrown-away outputs would read stays out, as in the oracle."""
+    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
+    oh, ow = p.out_hw
+    dyp = dy.reshape(nc, om, oh, ow)
+    dwp = np.empty((nc, om, len(g.taps)), dy.dtype)
+
+    def block(s: int, e: int, tag: str) -> None:
+        for t, (_, _, k, off) in enumerate(g.taps):
+            src = ph[k, s * plane + off:e * plane + off].reshape(e - s, plane)
+            for j in range(om):
+                if finite:
+                    d = grid[j, margin + s * plane:margin + e * plane].reshape(e - s, plane)
+                    np.einsum("rl,rl->r", d, src, out=dwp[s:e, j, t])
+                else:
+                    np.einsum("rij,rij->r", dyp[s:e, j], src.reshape(e - s, g.hq, g.wq)[:, :oh, :ow],
+                              out=dwp[s:e, j, t])
+
+    _run_blocks(_blocks(nc, block_planes(plane, dy.itemsize)), nc * om * plane * len(g.taps), block)
+    return dwp.reshape(p.n, p.o, len(g.taps)).sum(axis=0).reshape(p.o, 1, p.kh, p.kw)
+
+
+def _grad_input(p: Conv2dParams, g: Geometry, dy: np.ndarray, w: np.ndarray, grid: np.ndarray,
+                margin: int) -> np.ndarray:
+    """The adjoint, gathered from ``grid`` (:func:`_dy_grid`): phase ``k`` of the padded input
+    gradient at position ``q`` is ``sum over its taps of grid[q - off] * w``, a shifted
+    multiply-add like the forward's (the grid's zero rows and columns absorb the windows that run
+    past a plane's edge). The phases are folded back to NCHW."""
+    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
     wt = _taps_weights(p, w)
     dph = scratch("dw_dx", (len(g.phases), nc, plane), dy.dtype)
     by_phase = [[(t, margin - off) for t, (_, _, k, off) in enumerate(g.taps) if k == kk]
@@ -256,7 +271,9 @@ class DepthwiseConv2d(Implementation):
     def backward(self, p: Conv2dParams, dy: np.ndarray, x: np.ndarray,
                  w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         g = plane_geometry(p)
-        dw = _grad_weight(p, g, _planes(p, g, x, "dw_x"), dy)
-        dx = _grad_input(p, g, dy, w)
+        grid, margin = _dy_grid(p, g, dy)
+        finite = bool(np.isfinite(x).all())
+        dw = _grad_weight(p, g, _planes(p, g, x, "dw_x"), dy, grid, margin, finite)
+        dx = _grad_input(p, g, dy, w, grid, margin)
         db = dy.sum(axis=(0, 2, 3)) if p.bias else None
         return dx, dw, db
