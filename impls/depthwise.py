@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
-from convbench.registry import Implementation, register
+from convbench.protocol import Implementation, register
 from impls._fast_common import Geometry, geometry, phase_ranges, pool, scratch, workers, zero_border
 
 __all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells", "block_planes"]
