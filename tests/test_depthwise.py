@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
+from _torch_oracle import torch_float64 as _torch
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import get_impl
 from impls import depthwise
@@ -32,15 +31,6 @@ SHAPES = [
 def _params(n, c, h, w, mult, k, stride, padding, dilation, bias) -> Conv2dParams:
     return Conv2dParams(n=n, c=c, h=h, w=w, o=c * mult, kh=k[0], kw=k[1], stride=stride, padding=padding,
                         dilation=dilation, groups=c, bias=bias)
-
-
-def _torch(p: Conv2dParams, x, w, b, dy):
-    xt, wt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w))
-    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
-    pt, pb, pl, pr = p.pads
-    y = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, bt, stride=p.stride, dilation=p.dilation, groups=p.groups)
-    y.backward(torch.tensor(dy, dtype=torch.float64))
-    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy()
 
 
 def _ints(rng, shape, dtype):

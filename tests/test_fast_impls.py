@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
+from _torch_oracle import torch_float64 as _torch
 from convbench.cases import get_suite
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
@@ -22,15 +21,6 @@ from impls.winograd import GROWTH
 OP = get_op("conv2d")
 EDGE = get_suite("edge")
 NEW = ("shift_gemm", "fft", "winograd", "fastest")
-
-
-def _torch(p: Conv2dParams, x, w, b, dy):
-    xt, wt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w))
-    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
-    pt, pb, pl, pr = p.pads
-    y = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, bt, stride=p.stride, dilation=p.dilation, groups=p.groups)
-    y.backward(torch.tensor(dy, dtype=torch.float64))
-    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy()
 
 
 def _run(impl, p, inp):
