@@ -2,6 +2,7 @@
 geometry of the shifted-view (implicit GEMM) formulation of a strided, dilated, padded conv2d."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -119,7 +120,10 @@ class Geometry:
     taps: tuple[tuple[int, int, int, int], ...]   # (u, v, phase index, row offset)
 
 
+@functools.lru_cache(maxsize=512)
 def geometry(p: Conv2dParams) -> Geometry:
+    """The :class:`Geometry` of ``p``, computed once per parameter set (it is immutable): building
+    it took ~30 us a call, a fifth of a batch-1 layer's whole forward at 1x1 pixels."""
     (sh, sw), (dh, dw), (oh, ow) = p.stride, p.dilation, p.out_hw
     pt, pb, pl, pr = p.pads
     hp, wp = p.h + pt + pb, p.w + pl + pr
