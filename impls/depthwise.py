@@ -19,7 +19,7 @@ from impls._fast_common import Geometry, geometry, phase_ranges, pool, scratch, 
 __all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells", "block_planes"]
 
 #: bytes of the planes one block of the element-wise passes touches (source window, output,
-#: product): within the 512 KiB L2 of the AMD EPYC VM (measured, ``suites/depthwise_bench.py``)
+#: product): within the 512 KiB L2 of the AMD EPYC VM (blocks of 128 KiB-2 MiB measured; 128 KiB lost)
 _BLOCK_BYTES = 512 << 10
 #: elements of work (outputs x taps) from which the blocks are shared with a second thread
 _THREADED_WORK = 1 << 20
