@@ -63,6 +63,26 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="one case as a descriptor, e.g. n8c64h56w56o64k3s1p1 (repeatable)")
 
 
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", metavar="E",
+                   help="where units run: local (a pool of isolated processes here, the default) or "
+                        "dask://HOST:PORT (the workers of a Dask cluster)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes of the local executor for checks (default: the cores; 1 = one at a time)")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor ``--executor``/``--jobs`` name (a usage error when they are wrong)."""
+    from convbench.execute import get_executor
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        return get_executor(args.executor, args.jobs)
+    except ParamError as exc:
+        raise UsageError(f"--executor {args.executor}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="convbench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds one check may take before it is a timeout")
     p.add_argument("--deadline", type=_seconds, default=None, metavar="S",
                    help="seconds for the whole run: what is left then is skipped (runs implementations in subprocesses)")
+    _add_executor(p)
 
     p = sub.add_parser("bench", help="time implementations; append JSON-lines records", epilog=SECURITY_NOTE)
     _add_selection(p)
@@ -89,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_seconds, default=None, metavar="S", help="seconds for the whole run")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
     p.add_argument("--resume", action="store_true", help="skip what --out already holds")
+    _add_executor(p)
 
     p = sub.add_parser("report", help="tables and plots from records")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -114,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_seconds, default=100.0, metavar="S",
                    help="seconds for benchmarking (default 100)")
     p.add_argument("--op", action="append", default=None, help="operators (default: all with implementations)")
+    _add_executor(p)
     return ap
 
 
@@ -193,8 +216,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     impls, cases = _selection(args, "edge")
     from convbench.verify import format_report, run_checks
 
-    records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout,
-                         deadline=None if args.deadline is None else max(_left(args), 0.1))
+    with _executor(args) as ex:
+        records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout, executor=ex,
+                             deadline=None if args.deadline is None else max(_left(args), 0.1))
     # the results are printed first: a --json that fails to write loses none of them
     print(format_report(records), flush=True)
     if args.json:
@@ -216,9 +240,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         store.check_appendable(args.out)
     impls, cases = _selection(args, "quick")
     from convbench.measure.bench import format_summary, run_bench
+    from convbench.measure.fleet import run_bench_on
 
-    records = run_bench(impls, cases, out=Path(args.out) if args.out else None, budget=args.budget,
-                        threads=args.threads, resume=args.resume)
+    out = Path(args.out) if args.out else None
+    with _executor(args) as ex:
+        if ex.remote:
+            records = run_bench_on(ex, impls, cases, out=out, budget=args.budget, threads=args.threads,
+                                   resume=args.resume)
+        else:  # here, one benchmark at a time
+            records = run_bench(impls, cases, out=out, budget=args.budget, threads=args.threads, resume=args.resume)
     print(format_summary(records))
     if args.load_failed:
         return 2
@@ -283,6 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import reports
     from convbench.cases import get_suite
     from convbench.measure.bench import run_bench
+    from convbench.measure.fleet import run_bench_on
     from convbench.ops import get_op, op_names
     from convbench.registry import load_impl, registered
     from convbench.verify import format_report, run_checks
@@ -314,6 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     machine = machine_record(fp, peaks(fp, refresh=True))
     t0 = time.perf_counter()
     check_records: list[dict[str, Any]] = []
+    ex = _executor(args)
     for i, op in enumerate(ops):
         # the baseline first in each case, then the user's: if the budget runs short, they are the
         # last to go
@@ -321,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shipped = sorted((m for m in registered(op) if m not in own), key=lambda m: m.info.name != "torch_cpu")
         impls = shipped[:1] + own + shipped[1:] if shipped and shipped[0].info.name == "torch_cpu" else own + shipped
         print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
-        recs = run_checks(impls, get_suite("edge", op))
+        recs = run_checks(impls, get_suite("edge", op), executor=ex)
         check_records += recs
         store.write_json(out / "check.json", check_records)  # kept whatever happens to the benchmarks
         failed = [r for r in recs if r["status"] in FAILING]
@@ -330,9 +362,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         share = args.budget / (len(ops) - i) if args.budget else None
         spent = time.perf_counter()
         print(f"== {op}: benchmarking the quick suite (budget {share:.0f} s)", flush=True)
-        run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False,
-                  machine=machine)
+        if ex.remote:
+            run_bench_on(ex, impls, get_suite("quick", op), out=bench_path, budget=share)
+        else:
+            run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False,
+                      machine=machine)
         args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
+    ex.close()
     frame = reports.load([bench_path])
     # written whatever the checks said: a failing implementation's report is the one most needed
     paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records,

@@ -110,7 +110,7 @@ def test_cli_exits_1_and_writes_records(tmp_path, spec, check, direction):
     assert res.returncode == 1, res.stderr
     recs = json.loads(out.read_text())
     assert set(recs[0]) == {"impl", "op", "case", "direction", "check", "status", "max_abs_err", "err_ratio",
-                            "tolerance", "message", "repro"}
+                            "tolerance", "message", "repro", "worker", "machine"}
     assert any(r["check"] == check and r["direction"] == direction and r["status"] != "passed" for r in recs)
     assert "repro:" in res.stdout
 

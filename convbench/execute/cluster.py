@@ -1,0 +1,160 @@
+"""The Dask executor: units go to the workers of a ``dask.distributed`` cluster.
+
+The client submits every unit as a task; on a worker the task runs the unit in a
+:class:`~convbench.execute.slot.Slot` of that worker thread (a child process, so an implementation
+that hangs or aborts costs a ``timeout`` or ``crashed`` record, not the worker). Results come back
+as they finish. A worker that dies mid-unit is the scheduler's business: it runs the task again on
+another worker, up to its ``distributed.scheduler.allowed-failures`` (3 by default; 1 gives "once");
+past that the unit is ``crashed``, named with the last worker that died on it. No scheduling is
+done here.
+
+``distributed`` is imported only when a cluster is used: every other command stays as quick to
+start as before.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from typing import Any, Callable, Iterator
+
+from convbench._errors import ParamError
+from convbench.execute.slot import Slot
+from convbench.execute.units import HOLD, Outcome, Unit
+
+__all__ = ["DaskExecutor", "parse_address", "run_on_worker"]
+
+_ADDRESS = re.compile(r"^dask://(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+#: seconds to reach the scheduler before the executor is a usage error
+CONNECT_TIMEOUT_S = 10.0
+#: seconds to wait for a first worker on a scheduler that has none yet
+WORKER_WAIT_S = 30.0
+
+
+def parse_address(spec: str) -> str:
+    """``dask://HOST:PORT`` -> ``tcp://HOST:PORT``; ``ParamError`` naming the value otherwise."""
+    m = _ADDRESS.match(spec)
+    if not m or not 0 < int(m["port"]) < 65536:
+        raise ParamError(f"executor must be 'local' or 'dask://HOST:PORT', got {spec!r}")
+    return f"tcp://{m['host']}:{m['port']}"
+
+
+_THREAD = threading.local()
+
+
+def run_on_worker(unit: Unit) -> Outcome:
+    """The task a Dask worker runs: ``unit`` in this worker thread's slot."""
+    from distributed import get_worker  # deferred: only ever called inside a Dask worker
+
+    slot = getattr(_THREAD, "slot", None)
+    if slot is None:
+        w = get_worker()
+        slot = _THREAD.slot = Slot(str(w.name if w.name is not None else w.address))
+    return slot.run(unit)
+
+
+class DaskExecutor:
+    """Runs units on the workers of the Dask cluster at ``address`` (``dask://HOST:PORT``).
+
+    Parameters
+    ----------
+    address : str
+        ``dask://HOST:PORT`` of the cluster's scheduler.
+    connect_timeout : float
+        Seconds to reach it; an unreachable scheduler is a :class:`~convbench.ParamError` naming
+        the address.
+
+    Notes
+    -----
+    Workers need convbench (and the registered implementations' packages) installed; a file
+    spec's source travels with its units.
+    """
+
+    name = "dask"
+    remote = True
+
+    def __init__(self, address: str, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self.address = address
+        tcp = parse_address(address)
+        # deferred: distributed takes a second to import, and only this executor needs it
+        from distributed import Client
+
+        try:
+            self.client = Client(tcp, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ParamError(f"executor {address!r}: cannot reach a Dask scheduler at {tcp[6:]} "
+                             f"({type(exc).__name__}: {exc})") from None
+        try:
+            self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (OSError, TimeoutError):
+            self.client.close()
+            raise ParamError(f"executor {address!r}: the scheduler has no workers "
+                             f"(none joined within {WORKER_WAIT_S:g} s)") from None
+
+    @property
+    def workers(self) -> list[str]:
+        """The names of the cluster's workers now."""
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return sorted(str(w.get("name", a)) for a, w in info.items())
+
+    def run(self, units: list[Unit], *, skip: Callable[[Unit], str | None] | None = None,
+            note: Callable[[Outcome], None] | None = None, parallel: bool = True) -> Iterator[Outcome]:
+        """Yield one :class:`Outcome` per unit as they finish (``parallel`` is the cluster's: the
+        per-host lock keeps benchmarks on one machine apart). ``skip(unit)`` is asked after every
+        outcome for the units still pending: those it gives a reason for are cancelled and come
+        back ``skipped``; ``note(outcome)`` is told of each outcome first. Closing the iterator early
+        (Ctrl-C) cancels every pending unit."""
+        from distributed import KilledWorker, as_completed  # deferred: see the module's notes
+
+        if not units:
+            return
+        token = uuid.uuid4().hex[:8]
+        pending: dict[Any, Unit] = {}
+        for u in units:
+            fut = self.client.submit(run_on_worker, u, key=f"convbench-{u.kind}-{token}-{u.index}", pure=False)
+            pending[fut] = u
+        try:
+            for fut in as_completed(list(pending), loop=self.client.loop):
+                unit = pending.pop(fut, None)
+                if unit is None:  # cancelled below
+                    continue
+                out = self._outcome(fut, unit, KilledWorker)
+                if note is not None:
+                    note(out)
+                yield out
+                if skip is not None:
+                    for other, u in list(pending.items()):
+                        why = skip(u)
+                        if why and why != HOLD:
+                            other.cancel()
+                            del pending[other]
+                            out = Outcome(u, "skipped", message=why)
+                            if note is not None:
+                                note(out)
+                            yield out
+        finally:
+            if pending:  # interrupted: the cluster drops what has not run
+                self.client.cancel(list(pending))
+
+    @staticmethod
+    def _outcome(fut: Any, unit: Unit, killed: type) -> Outcome:
+        try:
+            return fut.result()
+        except killed as exc:
+            last = exc.last_worker
+            name = str(getattr(last, "name", None) or getattr(last, "address", last))
+            return Outcome(unit, "crashed", worker=name,
+                           message=f"the worker running it died, {exc.allowed_failures + 1} times "
+                                   f"(last on worker {name})")
+        except Exception as exc:
+            return Outcome(unit, "error", message=f"the cluster could not run it: {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Disconnect from the cluster (its workers go on)."""
+        self.client.close()
+
+    def __enter__(self) -> "DaskExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
