@@ -81,7 +81,7 @@ def _bare(records):
     return [{k: v for k, v in r.items() if k not in ("worker", "machine")} for r in records]
 
 
-def test_checks_and_benchmarks_through_a_cluster_match_the_local_executor(tmp_path):
+def test_checks_and_benchmarks_through_a_cluster(tmp_path):
     impls = [get_impl("im2col"), load_impl(str(PLANTED / "slow.py:conv2d"))]
     local = run_checks(impls, CASES, checks=CHECKS, jobs=1, progress=False)
     with cluster(tmp_path) as c:
@@ -97,6 +97,21 @@ def test_checks_and_benchmarks_through_a_cluster_match_the_local_executor(tmp_pa
         recs = json.loads(out.read_text())
         assert recs and {r["status"] for r in recs} == {"passed"} and {r["worker"] for r in recs} <= {"w1", "w2"}
 
+        # benchmarks: every record ok, with the machine that measured it and the worker's name
+        out = tmp_path / "bench.jsonl"
+        res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--impl", "torch_cpu", "--case", "n2c8h16w16o8k3p1",
+                              "--case", "n1c4h8w8o4k3", "--executor", c.address, "--budget", "30", "--out", str(out)],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        recs = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}, [(r["status"], r.get("reason")) for r in recs]
+        assert {r["worker"] for r in recs} <= {"w1", "w2"} and len({r["run_id"] for r in recs}) == 1
+        assert all(r["machine"]["id"] and r["machine"]["peak_gflops"] and r["t_median_s"] > 0 for r in recs)
+    # --resume reads the cluster's file like a local one: nothing is measured again
+    res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--case", "n1c4h8w8o4k3", "--out", str(out), "--resume"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and len(out.read_text().splitlines()) == 8, res.stdout[-2000:]
+
 
 def test_a_worker_killed_mid_run_loses_no_unit(tmp_path):
     impls = [load_impl(str(PLANTED / "slow.py:conv2d"))]
@@ -104,21 +119,16 @@ def test_a_worker_killed_mid_run_loses_no_unit(tmp_path):
     killed: list[str] = []
     with cluster(tmp_path) as c:
         def kill_when_busy() -> None:
+            # SIGKILL the first worker seen running a unit, inside it (each call sleeps 0.1 s)
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                busy = {str(w["name"]): w for w in c.client.scheduler_info(n_workers=-1)["workers"].values()
-                        if w.get("metrics", {}).get("executing") or w.get("executing")}
-                processing = c.client.processing()
-                for addr, keys in processing.items():
-                    if keys and any(str(k).startswith("convbench-check") for k in keys):
-                        name = next(str(w["name"]) for a, w in c.client.scheduler_info(n_workers=-1)["workers"].items()
-                                    if a == addr)
-                        if name in c.workers:
-                            time.sleep(0.05)  # well inside its unit (each call sleeps 0.1 s)
-                            os.kill(c.workers[name].pid, signal.SIGKILL)
-                            killed.append(name)
-                            return
-                del busy
+            while time.monotonic() < deadline and not killed:
+                names = {a: str(w["name"]) for a, w in c.client.scheduler_info(n_workers=-1)["workers"].items()}
+                for addr, keys in c.client.processing().items():
+                    if any(str(k).startswith("convbench-check") for k in keys) and names.get(addr) in c.workers:
+                        time.sleep(0.05)
+                        os.kill(c.workers[names[addr]].pid, signal.SIGKILL)
+                        killed.append(names[addr])
+                        return
                 time.sleep(0.02)
 
         t = threading.Thread(target=kill_when_busy)
@@ -127,7 +137,7 @@ def test_a_worker_killed_mid_run_loses_no_unit(tmp_path):
         t.join()
     assert killed, "no worker was killed: the test did not test anything"
     assert _bare(remote) == _bare(local)  # every unit, once, with the local run's result
-    assert killed[0] not in {r["worker"] for r in remote if r["status"] == "passed"} or len(remote) == len(local)
+    assert "crashed" not in {r["status"] for r in remote}  # the lost units ran again on the other worker
 
 
 def test_an_unreachable_cluster_is_a_usage_error_naming_the_address(tmp_path):
@@ -138,19 +148,3 @@ def test_an_unreachable_cluster_is_a_usage_error_naming_the_address(tmp_path):
     assert f"127.0.0.1:{port}" in res.stderr and "cannot reach" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
-
-def test_benchmarks_through_a_cluster_carry_their_machine_and_worker(tmp_path):
-    out = tmp_path / "bench.jsonl"
-    with cluster(tmp_path, ("b1",)) as c:
-        res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--impl", "torch_cpu", "--case", "n2c8h16w16o8k3p1",
-                              "--case", "n1c4h8w8o4k3", "--executor", c.address, "--budget", "30", "--out", str(out)],
-                             capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        recs = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}, [(r["status"], r.get("reason")) for r in recs]
-        assert {r["worker"] for r in recs} == {"b1"} and len({r["run_id"] for r in recs}) == 1
-        assert all(r["machine"]["id"] and r["machine"]["peak_gflops"] and r["t_median_s"] > 0 for r in recs)
-        # --resume reads the cluster's file like a local one: nothing is measured again
-        res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--case", "n1c4h8w8o4k3", "--out", str(out),
-                              "--resume"], capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0 and len(out.read_text().splitlines()) == 8, res.stdout[-2000:]
