@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import os
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,30 @@ def worker_machine(with_peaks: bool = False) -> dict[str, Any]:
     return _MACHINE["record"] if with_peaks else {"id": _MACHINE["fp"]["id"], "hostname": _MACHINE["fp"]["hostname"]}
 
 
+_THREADS: dict[str, Any] = {}
+
+
+def _one_thread(on: bool) -> None:
+    """Checks run one thread each (BLAS, OpenMP, torch): a pool of processes is the parallelism,
+    and their thread pools on top would fight for the same cores (OpenBLAS's threads busy-wait).
+    Benchmarks get the machine's threads back (their runner sets what ``--threads`` asks)."""
+    if on == bool(_THREADS):
+        return
+    if on:
+        from threadpoolctl import threadpool_limits  # deferred: only worker processes need it
+
+        _THREADS["limiter"] = threadpool_limits(limits=1)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _THREADS["torch"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+    else:
+        _THREADS.pop("limiter").restore_original_limits()
+        if "torch" in _THREADS:
+            sys.modules["torch"].set_num_threads(_THREADS.pop("torch"))
+        _THREADS.clear()
+
+
 def _resolve(fn: str) -> Callable[..., Any]:
     mod, _, name = fn.partition(":")
     return getattr(importlib.import_module(mod), name)
@@ -173,5 +198,7 @@ def run_unit(unit: Unit, worker: str | None = None) -> dict[str, Any]:
         impl = _load(unit, worker)
     except UnitLoadError as exc:
         return {"unloadable": str(exc), "worker": worker, "machine": worker_machine()["id"]}
+    machine = worker_machine()["id"]  # fingerprinted with the machine's threads, before limiting them
+    _one_thread(unit.kind == "check")
     records = _resolve(KINDS[unit.kind])(impl, unit)
-    return {"records": records, "worker": worker, "machine": worker_machine()["id"]}
+    return {"records": records, "worker": worker, "machine": machine}
