@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from convbench.cases import get_suite
+from convbench.execute import Unit, get_executor
 from convbench.registry import get_impl, load_impl
 from convbench.verify import run_checks
 
@@ -107,6 +108,23 @@ def test_checks_and_benchmarks_through_a_cluster(tmp_path):
         assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}, [(r["status"], r.get("reason")) for r in recs]
         assert {r["worker"] for r in recs} <= {"w1", "w2"} and len({r["run_id"] for r in recs}) == 1
         assert all(r["machine"]["id"] and r["machine"]["peak_gflops"] and r["t_median_s"] > 0 for r in recs)
+        # closing the run early (what Ctrl-C does) cancels what the cluster has not finished
+        slow = load_impl(str(PLANTED / "slow.py:conv2d"))
+        units = [Unit("check", slow.info.spec, slow.info.name, "conv2d", CASES[0], ("forward",), index=i,
+                      timeout=60.0, options={"check": "random", "shrink": False}) for i in range(40)]
+        with get_executor(c.address) as ex:
+            run = ex.run(units)
+            first = next(run)
+            run.close()
+            assert first.status == "ok"
+            time.sleep(1.0)  # far less than the 39 units left would take (0.1 s a call, 2 workers)
+
+            def convbench_tasks(dask_scheduler):  # nested: sent by value, the scheduler cannot import tests
+                return [str(k) for k, ts in dask_scheduler.tasks.items()
+                        if str(k).startswith("convbench-") and ts.state not in ("memory", "released", "forgotten")]
+
+            left = c.client.run_on_scheduler(convbench_tasks)
+            assert not left, f"{len(left)} units still on the cluster: {left[:3]}"
     # --resume reads the cluster's file like a local one: nothing is measured again
     res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--case", "n1c4h8w8o4k3", "--out", str(out), "--resume"],
                          capture_output=True, text=True, timeout=300)
