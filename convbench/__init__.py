@@ -16,6 +16,7 @@ from convbench._errors import ParamError
 from convbench.adapt.public import adapt
 from convbench.protocol import register
 from convbench.registry import implementations, load_impl
+from convbench.verify import check_impl, parametrize_with_checks
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
@@ -193,20 +194,3 @@ def avg_pool2d_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, *, stri
     return run_backward("avg_pool2d", impl, dy, (x,), dict(  # type: ignore[return-value]
         kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
         count_include_pad=count_include_pad, divisor_override=divisor_override))
-
-
-def check_impl(spec_or_impl: Any, op: str | None = None, suite: str = "quick", **kwargs: Any) -> list[dict[str, Any]]:
-    """Run the conformance checks on an implementation; return the check records (no pytest needed).
-
-    See :func:`convbench.verify.check_impl`.
-    """
-    from convbench.verify import check_impl as _check_impl
-
-    return _check_impl(spec_or_impl, op=op, suite=suite, **kwargs)
-
-
-def parametrize_with_checks(*args: Any, **kwargs: Any) -> Any:
-    """A ``pytest.mark.parametrize`` over (implementation, case, check): see :func:`convbench.verify.parametrize_with_checks`."""
-    from convbench.verify import parametrize_with_checks as _p
-
-    return _p(*args, **kwargs)

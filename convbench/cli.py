@@ -15,7 +15,13 @@ from typing import Any, NoReturn, Sequence
 
 from convbench import store
 from convbench._errors import ParamError
-from convbench.cases import with_dtype
+from convbench.cases import cases_from, with_dtype
+from convbench.measure.machine import describe, fingerprint, peaks
+from convbench.measure.remote import LoadError, is_user_spec, load_isolated
+from convbench.ops import get_op
+from convbench.records import FAILING
+from convbench.registry import implementations, load_impl, registered
+from convbench.verify import format_report, run_checks
 
 __all__ = ["main"]
 
@@ -152,11 +158,6 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
     """(implementations, cases) the command line names. A user's file or module is loaded only in
     an isolated worker; one that fails to load is said on one line and left out
     (``args.load_failed``), the others go on."""
-    from convbench.cases import cases_from
-    from convbench.measure.remote import LoadError, is_user_spec, load_isolated
-    from convbench.ops import get_op
-    from convbench.registry import load_impl, registered
-
     if args.op is not None:
         get_op(args.op)
     timeout = getattr(args, "timeout", None)
@@ -197,8 +198,6 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from convbench.registry import implementations
-
     infos = implementations(args.op)
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
@@ -214,8 +213,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:  # refused before anything runs, not after
         store.check_writable_json(args.json)
     impls, cases = _selection(args, "edge")
-    from convbench.verify import format_report, run_checks
-
     with _executor(args) as ex:
         records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout, executor=ex,
                              deadline=None if args.deadline is None else max(_left(args), 0.1))
@@ -226,9 +223,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.load_failed:
         return 2
     return 1 if any(r["status"] in FAILING for r in records) else 0
-
-
-FAILING = ("failed", "error", "timeout", "crashed")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -268,7 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"report input {i!r} does not exist")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out!r} is an existing file; give a directory for the report")
-    import reports
+    import reports  # deferred: pandas, scipy and matplotlib load in seconds; only reports need them
 
     frame = _read_inputs(reports.load, [Path(i) for i in args.inputs])
     paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
@@ -288,7 +282,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for i in (args.old, args.new):
         if not Path(i).exists():
             raise UsageError(f"compare input {i!r} does not exist")
-    from reports.compare import compare
+    from reports.compare import compare  # deferred: pandas and scipy, as for cmd_report
 
     text, regressed = _read_inputs(compare, Path(args.old), Path(args.new), threshold_pct=threshold)
     print(text)
@@ -296,8 +290,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_machine(args: argparse.Namespace) -> int:
-    from convbench.measure.machine import describe, fingerprint, peaks
-
     fp = fingerprint()
     pk = peaks(fp)
     if args.json:

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from convbench.records import causes_of
+
 __all__ = ["fmt_time", "fmt_bytes", "fmt_num", "display_cases", "display_impls", "display_scaling",
            "overview", "overviews", "display_checks"]
 
@@ -130,8 +132,6 @@ def overview(cases: pd.DataFrame) -> pd.DataFrame:
 def display_checks(bad: pd.DataFrame) -> pd.DataFrame:
     """The failed checks as shown: the likely cause the message names (if any) in a column of
     its own, the message without it."""
-    from convbench.verify.report import causes_of
-
     recs = bad.to_dict("records")
     causes = ["; ".join(causes_of({"status": r["status"], "message": r.get("message") or ""})) for r in recs]
     messages = [str(r.get("message") or "") for r in recs]

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from convbench import store
+from reports import external
 
 __all__ = ["load", "frame_from_records", "read_records", "machines", "sweep_of", "natural_key",
-           "BENCH_COLUMNS", "FAILED_STATUSES"]
+           "BENCH_COLUMNS"]
 
 #: the bench record fields of DESIGN.md, then the extras a record may carry
 BENCH_COLUMNS = ("schema", "run_id", "time", "op", "direction", "impl", "backend", "device", "case",
@@ -22,7 +23,6 @@ BENCH_COLUMNS = ("schema", "run_id", "time", "op", "direction", "impl", "backend
                  "workspace_bytes", "intensity", "count", "threads", "choice", "chosen_by")
 _NUMERIC = ("t_median_s", "t_min_s", "t_iqr_s", "flops", "gflops", "pct_peak", "bytes_min",
             "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads")
-FAILED_STATUSES = ("error", "timeout", "crashed", "failed")
 _PARAM_PREFIX = "param_"
 
 
@@ -61,8 +61,6 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     if not path.exists():
         raise FileNotFoundError(f"report input {str(path)!r} does not exist")
     if path.is_dir():
-        from reports import external  # another front end's reader; imported only when needed
-
         return list(external.read_asv_results(path)), []
     raw = path.read_bytes()
     try:
@@ -74,8 +72,6 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         # schemas and files that are not JSON lines refused)
         return _split(store.read(path), path)
     if isinstance(obj, dict) and "benchmarks" in obj and "machine_info" in obj:
-        from reports import external
-
         return list(external.read_pytest_benchmark(path)), []
     items = obj if isinstance(obj, list) else [obj]
     for k, item in enumerate(items):

@@ -6,7 +6,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports._load import FAILED_STATUSES, natural_key
+from convbench.records import FAILING
+from reports._load import natural_key
 
 __all__ = ["case_table", "impl_table", "check_table", "resolve_baseline", "latest", "KEY"]
 
@@ -91,7 +92,7 @@ def impl_table(cases: pd.DataFrame, check_records: list[dict[str, Any]] | None =
             "geomean_speedup": float(np.exp(np.log(sp).mean())) if len(sp) else np.nan,
             "speedup_cases": len(sp), "baseline": g["baseline"].iloc[0],
             "won": int(ok["fastest"].sum()),
-            "failed": int(g["status"].isin(FAILED_STATUSES).sum()),
+            "failed": int(g["status"].isin(FAILING).sum()),
             "skipped": int((g["status"] == "skipped").sum()),
             "median_gflops": float(ok["gflops"].median()) if len(ok) else np.nan,
             "best_pct_peak": float(ok["pct_peak"].max()) if ok["pct_peak"].notna().any() else np.nan,
@@ -116,7 +117,7 @@ def check_table(check_records: list[dict[str, Any]]) -> pd.DataFrame:
     for c in cols:
         if c not in df.columns:
             df[c] = None
-    bad = df[df["status"].isin(FAILED_STATUSES)]
+    bad = df[df["status"].isin(FAILING)]
     return bad[cols].sort_values(["impl", "case", "direction"], kind="stable").reset_index(drop=True)
 
 
@@ -139,5 +140,5 @@ def _check_summary(records: list[dict[str, Any]], by_case: bool) -> pd.DataFrame
         return worst.rename(columns={"status": "check"}).merge(g["err_ratio"].max().rename("err_ratio").reset_index(), on=key)
     g = df.groupby(by_op + ["impl"])
     return pd.DataFrame({"checks_passed": g["status"].apply(lambda s: int((s == "passed").sum())),
-                         "checks_failed": g["status"].apply(lambda s: int(s.isin(FAILED_STATUSES).sum())),
+                         "checks_failed": g["status"].apply(lambda s: int(s.isin(FAILING).sum())),
                          "max_err_ratio": g["err_ratio"].max()}).reset_index()

@@ -8,7 +8,8 @@ import pandas as pd
 from scipy import stats
 
 from reports._format import fmt_time
-from reports._load import FAILED_STATUSES, load
+from convbench.records import FAILING
+from reports._load import load
 from reports._render import rich_tables_text
 from reports._tables import latest
 
@@ -82,10 +83,10 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, threshold_pct: float,
         row["machine"] = d.get("machine_new", d.get("machine"))
         so, sn = d["status_old"], d["status_new"]
         row.update(old_median=d["t_median_s_old"], new_median=d["t_median_s_new"], change_pct=np.nan, p_value=np.nan)
-        if so == "ok" and sn in FAILED_STATUSES:
+        if so == "ok" and sn in FAILING:
             row["verdict"] = "NOW FAILING"
         elif so != "ok" or sn != "ok":
-            row["verdict"] = ("fixed" if so in FAILED_STATUSES and sn == "ok" else so if so == sn
+            row["verdict"] = ("fixed" if so in FAILING and sn == "ok" else so if so == sn
                               else f"{so} -> {sn}")
         else:
             change = d["t_median_s_new"] / d["t_median_s_old"] - 1

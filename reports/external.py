@@ -29,6 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from convbench.cases import parse_descriptor
+from convbench.ops import op_names
+
 __all__ = ["read_pytest_benchmark", "read_asv_results", "SCHEMA"]
 
 SCHEMA = 1
@@ -117,16 +120,12 @@ def _finite(v: Any) -> bool:
 def _asv_op(name: str) -> str:
     """The operator of an asv benchmark ``<module>.<Class>.<method>``: suites/asv_bench names each
     module after its operator."""
-    from convbench.ops import op_names
-
     module = name.split(".")[-3] if name.count(".") >= 2 else ""
     return module if module in op_names() else "conv2d"
 
 
 def _case(label: str, op: str = "conv2d") -> tuple[str, str, dict[str, Any] | None, Any]:
     """(id, descriptor, params dict, params) from asv's ``'<id> <descriptor>'`` parameter value."""
-    from convbench.cases import parse_descriptor
-
     cid, _, desc = label.strip("'\"").partition(" ")
     try:
         c = parse_descriptor(desc, op)
@@ -135,14 +134,13 @@ def _case(label: str, op: str = "conv2d") -> tuple[str, str, dict[str, Any] | No
     return cid, c.descriptor, c.as_dict()["params"], c
 
 
-def _impl_info(name: str, op: str = "conv2d") -> tuple[str | None, str | None]:
-    from convbench.registry import get_impl
-
-    try:
-        info = get_impl(name, op).info
-    except ValueError:
-        return None, None
-    return info.backend, info.device
+def _backend_device(name: str) -> tuple[str, str]:
+    """(backend, device) of an implementation of the asv suite, read from its name: asv results
+    carry no implementation metadata, and a report reads results, never the implementations. The
+    shipped families are named ``<algorithm>`` on NumPy and ``torch_cpu``/``torch_cuda`` on torch;
+    a name with a ``torch`` part runs on torch, one with a ``cuda`` or ``gpu`` part on the GPU."""
+    parts = name.lower().split("_")
+    return ("torch" if "torch" in parts else "numpy"), ("cuda" if {"cuda", "gpu"} & set(parts) else "cpu")
 
 
 def read_asv_results(directory: str | Path) -> list[dict[str, Any]]:
@@ -217,7 +215,7 @@ def _asv_rows(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
             row = merged.get(key)
             if row is None:
                 cid, desc, params, case = _case(label, op)
-                backend, device = _impl_info(impl, op)
+                backend, device = _backend_device(impl)
                 row = merged[key] = {
                     "run_id": f"asv:{doc.get('commit_hash', '')[:8]}:{doc.get('env_name')}", "time": when,
                     "machine": mi.get("machine"), "machine_info": mi, "op": op, "direction": direction,

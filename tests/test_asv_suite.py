@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,6 +222,24 @@ def test_read_asv_results(tmp_path):
     assert rows["im2col", "backward"]["gflops"] == pytest.approx(p.flops("backward") / 0.004 / 1e9)
     assert rows["naive", "forward"]["status"] == "skipped" and rows["naive", "forward"]["gflops"] is None
     assert rows["naive", "backward"]["status"] == "error"
+
+
+def test_read_asv_results_names_backend_and_device_without_loading_any_implementation(tmp_path):
+    """A report reads results only: the backend and device of an asv row come from the result
+    itself, not from the implementations (whose import would pull in torch)."""
+    results = _write_results(tmp_path)
+    doc_path = results / "box" / "abcdef12-virtualenv-py3.11.json"
+    doc = json.loads(doc_path.read_text())
+    doc["results"]["max_pool2d.MaxPool2dForward.time_forward"][1][0] = ["'torch_cuda'"]
+    doc_path.write_text(json.dumps(doc))
+    code = ("import sys\n"
+            "from reports.external import read_asv_results\n"
+            f"rows = read_asv_results({str(results)!r})\n"
+            "print(sorted({(r['impl'], r['backend'], r['device']) for r in rows}))\n"
+            "print(sorted(m for m in ('impls', 'torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == str([("im2col", "numpy", "cpu"), ("naive", "numpy", "cpu"), ("torch_cuda", "torch", "cuda")])
+    assert out[1] == "[]"
 
 
 def test_read_asv_results_rejects_an_empty_directory(tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import numpy as np
@@ -131,8 +130,7 @@ def test_load_dispatches_pytest_benchmark_and_asv_to_external(tmp_path, monkeypa
     fake = types.ModuleType("reports.external")
     fake.read_pytest_benchmark = lambda p: calls.append(("pb", p)) or [{"impl": "torch_cpu", "case": "a", "t_median_s": 1.0}]
     fake.read_asv_results = lambda d: calls.append(("asv", d)) or [{"impl": "im2col", "case": "a", "t_median_s": 2.0}]
-    monkeypatch.setitem(sys.modules, "reports.external", fake)
-    monkeypatch.setattr(reports, "external", fake, raising=False)
+    monkeypatch.setattr(reports._load, "external", fake)
     pb = tmp_path / "pb.json"
     pb.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
     asv = tmp_path / "results"

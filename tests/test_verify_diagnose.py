@@ -15,7 +15,7 @@ from convbench.cases import get_suite, parse_descriptor
 from convbench.ops import get_op
 from convbench.registry import load_impl
 from convbench.verify import diagnose, format_report, run_checks
-from convbench.verify.report import causes_of
+from convbench.records import causes_of
 from convbench.verify.diagnose import shape_cause, value_cause
 from convbench.verify.oracle import expected
 from convbench.verify.tolerance import bound

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from convbench.cases import Case, cases_from, with_dtype
+from convbench.registry import load_impl
 from convbench.verify.checks import CHECKS
+from convbench.verify.pytest import parametrize_with_checks
 from convbench.verify.report import format_report
 from convbench.verify.runner import run_checks
 
@@ -48,8 +50,6 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
     >>> recs = convbench.check_impl("layers.py:Conv2D", suite="edge")
     >>> print(convbench.verify.format_report(recs))
     """
-    from convbench.registry import load_impl
-
     impl = load_impl(spec_or_impl, op=op)
     op = op or impl.info.op
     if isinstance(cases, (str, Case)):  # one descriptor or case, not a sequence of characters
@@ -60,11 +60,3 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
     else:
         chosen = cases_from(op, [suite] if suite else None, None)
     return run_checks([impl], with_dtype(chosen, dtype), **kwargs)
-
-
-def parametrize_with_checks(impls_or_specs: list[Any], op: str = "conv2d", suite: Any = "edge",
-                            checks: list[str] | None = None) -> Any:
-    """A pytest parametrization over (implementation, check); see :mod:`convbench.verify.pytest`."""
-    from convbench.verify.pytest import parametrize_with_checks as _p
-
-    return _p(impls_or_specs, op=op, suite=suite, checks=checks)

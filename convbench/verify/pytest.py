@@ -14,14 +14,14 @@ implementation unavailable, so missing features show as skips, not failures.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from convbench.cases import Case, get_suite
 from convbench.registry import availability, load_impl
 from convbench.verify.checks import CHECKS, run_check
-from convbench.verify.report import FAILING, format_failure
-from convbench.verify.runner import _full, _supported
+from convbench.records import FAILING
+from convbench.verify.report import format_failure
+from convbench.verify.runner import full_record, supported_directions
 
 __all__ = ["parametrize_with_checks", "ConformanceCheck"]
 
@@ -39,13 +39,13 @@ class ConformanceCheck:
         """The check records, without raising."""
         why = availability(impl)
         if why:
-            return [_full(impl, self.case, {"direction": "all", "check": self.name, "status": "skipped",
+            return [full_record(impl, self.case, {"direction": "all", "check": self.name, "status": "skipped",
                                             "max_abs_err": None, "err_ratio": None, "tolerance": None,
                                             "message": why})]
-        dirs, unsup = _supported(impl, self.case)
-        recs = [_full(impl, self.case, r) for r in unsup]
+        dirs, unsup = supported_directions(impl, self.case)
+        recs = [full_record(impl, self.case, r) for r in unsup]
         if dirs:
-            recs += [_full(impl, self.case, r) for r in run_check(impl, self.case, self.name, dirs)]
+            recs += [full_record(impl, self.case, r) for r in run_check(impl, self.case, self.name, dirs)]
         return recs
 
     def __call__(self, impl: Any) -> list[dict[str, Any]]:

@@ -5,28 +5,13 @@ import re
 from collections import Counter
 from typing import Any, Collection
 
-__all__ = ["format_report", "format_failure", "verdict_lines", "causes_of", "STATUSES", "FAILING", "VALUE_CHECKS"]
+from convbench.records import CHECK_STATUSES, FAILING, causes_of
 
-STATUSES = ("passed", "failed", "error", "timeout", "crashed", "skipped", "unsupported")
-FAILING = ("failed", "error", "timeout", "crashed")
+__all__ = ["format_report", "format_failure", "verdict_lines", "VALUE_CHECKS"]
 
 
 def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.3g}"
-
-
-def causes_of(r: dict[str, Any]) -> list[str]:
-    """The likely causes a failed record's message names (convbench.verify.diagnose); none for
-    an error, timeout or crash, whose message is the implementation's own."""
-    if r.get("status", "failed") != "failed":
-        return []
-    msg = r.get("message") or ""
-    head = msg.partition("; first bad: ")[0]
-    if "; likely cause: " in head:
-        return [head.partition("; likely cause: ")[2]]
-    # the shape check's form: problems joined by "; ", each "... (likely cause: CAUSE)"
-    return [part.partition("(likely cause: ")[2][:-1] for part in msg.split("; ")
-            if "(likely cause: " in part and part.endswith(")")]
 
 
 def format_failure(r: dict[str, Any], checks: list[str] | None = None) -> str:
@@ -183,7 +168,7 @@ def format_report(records: list[dict[str, Any]]) -> str:
         return "no checks were run"
     impls = list(dict.fromkeys(r["impl"] for r in records))
     counts = {i: Counter(r["status"] for r in records if r["impl"] == i) for i in impls}
-    cols = [s for s in STATUSES if any(c[s] for c in counts.values())]
+    cols = [s for s in CHECK_STATUSES if any(c[s] for c in counts.values())]
     header = ["impl", *cols]
     rows = [[i, *[str(counts[i][s]) for s in cols]] for i in impls]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]

@@ -13,14 +13,16 @@ import time
 from typing import Any, Iterable
 
 from convbench._errors import ParamError
-from convbench._progress import progress
+from convbench._progress import progress as progress_bar
 from convbench.cases import Case
 from convbench.execute import HOLD, Outcome, Unit, get_executor, ship_source
 from convbench.measure import guard
 from convbench.measure.isolate import Worker, cut
 from convbench.measure.machine import fingerprint
+from convbench.ops import DIRECTIONS
 from convbench.registry import availability
 from convbench.verify.checks import CHECKS, run_check
+from convbench.verify.shrink import shrink_case
 
 __all__ = ["run_checks", "check_unit", "DEFAULT_TIMEOUT", "MAX_TIMEOUTS", "MAX_CRASHES", "repro_command"]
 
@@ -53,7 +55,8 @@ def repro_command(impl: Any, case: Case) -> str:
     return f"convbench check --op {case.op} --impl {shlex.quote(spec)} --case {case.descriptor}"
 
 
-def _full(impl: Any, case: Case, partial: dict[str, Any], repro: str | None = None) -> dict[str, Any]:
+def full_record(impl: Any, case: Case, partial: dict[str, Any], repro: str | None = None) -> dict[str, Any]:
+    """A check record from what a check filled in (``partial``): the implementation, case and repro added."""
     rec = {"impl": impl.info.name, "op": case.op, "case": case.id, **partial,
            "repro": repro or repro_command(impl, case)}
     if isinstance(rec.get("message"), str):   # a 5 MB exception text is not a message
@@ -130,10 +133,10 @@ class _Deadline:
         return max(min(timeout, self.end - time.monotonic()), 0.1)
 
 
-def _supported(impl: Any, case: Case) -> tuple[list[str], list[dict[str, Any]]]:
+def supported_directions(impl: Any, case: Case) -> tuple[list[str], list[dict[str, Any]]]:
     """(directions to check, unsupported records for the others)."""
     dirs, recs = [], []
-    for d in ("forward", "backward"):
+    for d in DIRECTIONS:
         try:
             why = impl.unsupported(case.params, case.dtype, d)
         except Exception as exc:
@@ -197,12 +200,11 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
         raise ParamError(f"checks must be names from {', '.join(CHECKS)}; got {', '.join(unknown)}")
     end = _Deadline(deadline) if deadline is not None else None
     ex = get_executor(executor, jobs)
-    stream = sys.stderr if progress is None else (_Tty(sys.stderr) if progress else _NoTty())
     shippable = sum(1 for m in impls if _loadable(m.info.spec or m.info.name))
     pooled = isolate is not False and shippable and end is None and (
         ex.remote or (ex.jobs > 1 and (ex.explicit or shippable * len(cases) * len(names) >= POOL_MIN_UNITS)))
     try:
-        with _progress_bar(len(impls) * len(cases), stream) as advance:
+        with progress_bar(len(impls) * len(cases), "checking", stream=sys.stderr, show=progress) as advance:
             if not pooled:
                 out: list[dict[str, Any]] = []
                 for impl in impls:
@@ -221,7 +223,7 @@ def _serial(impl: Any, cases: list[Case], names: list[str], timeout: float | Non
     if why:
         for c in cases:
             advance(f"{impl.info.name}")
-        return [_full(impl, c, _plain("skipped", why)) for c in cases]
+        return [full_record(impl, c, _plain("skipped", why)) for c in cases]
     out: list[dict[str, Any]] = []
     runner = _Runner(impl, timeout, isolate, end)
     try:
@@ -236,19 +238,19 @@ def _serial(impl: Any, cases: list[Case], names: list[str], timeout: float | Non
 def _check_case(runner: _Runner, impl: Any, case: Case, names: list[str], shrink: bool) -> list[dict[str, Any]]:
     given_up = runner.given_up
     if given_up:   # said without asking the implementation anything (its worker may be gone)
-        return [_full(impl, case, _plain("skipped", given_up, d, name)) for name in names
+        return [full_record(impl, case, _plain("skipped", given_up, d, name)) for name in names
                 for d in sorted(impl.info.directions)]
-    dirs, unsup = _supported(impl, case)
-    recs = [_full(impl, case, r) for r in unsup]
+    dirs, unsup = supported_directions(impl, case)
+    recs = [full_record(impl, case, r) for r in unsup]
     if not dirs:
         return recs
     too_big = guard.too_big(case)
     if too_big:   # before any array is made
-        return recs + [_full(impl, case, _plain("skipped", too_big, d, name)) for name in names for d in dirs]
+        return recs + [full_record(impl, case, _plain("skipped", too_big, d, name)) for name in names for d in dirs]
     for name in names:
         given_up = runner.given_up
         if given_up:
-            recs += [_full(impl, case, _plain("skipped", given_up, d, name)) for d in dirs]
+            recs += [full_record(impl, case, _plain("skipped", given_up, d, name)) for d in dirs]
             continue
         recs += _check_one(runner, impl, case, name, dirs, shrink)
     return recs
@@ -258,15 +260,13 @@ def _check_one(runner: _Runner, impl: Any, case: Case, name: str, dirs: list[str
     """The records of one check of ``case`` (its failure on a random case shrunk)."""
     partial = runner.run(case, name, dirs)
     if shrink and "random" in case.tags and any(r["status"] == "failed" for r in partial):
-        from convbench.verify.shrink import shrink_case
-
         small = shrink_case(case, lambda c: _still_fails(runner, c, name, partial))
         if small.descriptor != case.descriptor:
             repro = repro_command(impl, small)
-            return [_full(impl, case, {**r, "message": r["message"] + f" (shrunk: still fails on {small.descriptor})"}
+            return [full_record(impl, case, {**r, "message": r["message"] + f" (shrunk: still fails on {small.descriptor})"}
                           if r["status"] == "failed" else r, repro if r["status"] == "failed" else None)
                     for r in partial]
-    return [_full(impl, case, r) for r in partial]
+    return [full_record(impl, case, r) for r in partial]
 
 
 def check_unit(impl: Any, unit: Unit) -> list[dict[str, Any]]:
@@ -358,8 +358,8 @@ def _pooled(ex: Any, impls: list[Any], cases: list[Case], names: list[str], time
             continue
         source = ship_source(spec)
         for j, case in enumerate(cases):
-            dirs, unsup = _supported(impl, case)
-            cells[i, j] = _mark([_full(impl, case, r) for r in unsup], None)
+            dirs, unsup = supported_directions(impl, case)
+            cells[i, j] = _mark([full_record(impl, case, r) for r in unsup], None)
             left[i, j] = len(names) if dirs else 0
             if not dirs:
                 advance(f"{impl.info.name} {case.id}")
@@ -400,38 +400,12 @@ def _unit_records(ex: Any, impl: Any, out: Outcome, tally: _Tally) -> list[dict[
         return _mark(check_unit(impl, u), None)
     status = "error" if out.status == "unloadable" else out.status
     message = out.message if status == "skipped" else f"{check} {'+'.join(u.directions)}: {out.message}"
-    return _mark([_full(impl, u.case, _plain(status, message, d, check)) for d in u.directions], out)
+    return _mark([full_record(impl, u.case, _plain(status, message, d, check)) for d in u.directions], out)
 
 
 def _still_fails(runner: _Runner, case: Case, name: str, original: list[dict[str, Any]]) -> bool:
-    dirs, _ = _supported(runner.impl, case)
+    dirs, _ = supported_directions(runner.impl, case)
     failed = {(r["direction"]) for r in original if r["status"] == "failed"}
     if not dirs or runner.given_up:
         return False
     return any(r["status"] == "failed" and r["direction"] in failed for r in runner.run(case, name, dirs))
-
-
-class _Tty:
-    def __init__(self, s: Any) -> None:
-        self._s = s
-
-    def isatty(self) -> bool:
-        return True
-
-    def __getattr__(self, k: str) -> Any:
-        return getattr(self._s, k)
-
-
-class _NoTty:
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, s: str) -> int:
-        return len(s)
-
-    def flush(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, stream: Any) -> Any:
-    return progress(total, "checking", stream=stream)

@@ -8,7 +8,7 @@ its bound function, so a new algorithm family is one entry.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
