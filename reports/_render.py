@@ -53,6 +53,7 @@ def html_table(df: pd.DataFrame, cls: str = "") -> str:
 
 def rich_tables_text(blocks: list[tuple[str, pd.DataFrame]], width: int = 140) -> str:
     """Render (title, frame) pairs as rich tables into plain text."""
+    # deferred: rich loads in a fraction of a second, and only the terminal text needs it
     from rich import box
     from rich.console import Console
     from rich.markup import escape
