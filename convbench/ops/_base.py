@@ -65,9 +65,11 @@ class OpParams(abc.ABC):
 
     @classmethod
     def op_spec(cls) -> "Op":
-        from convbench.ops import get_op
+        return _BY_NAME[cls.op]
 
-        return get_op(cls.op)
+
+#: every operator by name, filled as each operator module makes its one instance (``OP = Conv2d()``)
+_BY_NAME: dict[str, "Op"] = {}
 
 
 class Op(abc.ABC):
@@ -87,6 +89,9 @@ class Op(abc.ABC):
     #: as factors, so that a NaN must reach every result element depending on it (not max
     #: pooling's ``x`` in the backward, which only routes ``dy``)
     nan_inputs: ClassVar[dict[str, tuple[str, ...]]] = {"forward": ("x",), "backward": ("dy",)}
+
+    def __init__(self) -> None:
+        _BY_NAME[self.name] = self  # so that its parameters find it (OpParams.op_spec)
 
     def io_names(self, direction: str, p: OpParams) -> list[str]:
         """Arrays read and written by ``direction`` (for bytes_min); absent optional ones dropped."""
