@@ -139,12 +139,12 @@ def test_check_prints_results_before_writing_them_and_refuses_a_bad_json_up_fron
 
 
 def test_interrupted_check_does_not_claim_records_were_kept(capsys, monkeypatch):
-    import convbench.verify as verify
+    import convbench.cli as cli
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(verify, "run_checks", interrupted)
+    monkeypatch.setattr(cli, "run_checks", interrupted)
     assert main(["check", "--impl", "im2col", "--case", CASE]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "kept" not in err
