@@ -233,8 +233,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:  # an output that cannot take the records is refused before anything is measured
         store.check_appendable(args.out)
     impls, cases = _selection(args, "quick")
-    from convbench.measure.bench import format_summary, run_bench
+    from convbench.measure.bench import run_bench
     from convbench.measure.fleet import run_bench_on
+    from convbench.measure.summary import format_summary
 
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:

@@ -9,7 +9,9 @@ import pytest
 from convbench import store
 from convbench.cases import parse_descriptor
 from convbench.measure import bench
-from convbench.measure.bench import format_summary, measure_one, run_bench, thread_limits
+from convbench.measure.bench import measure_one, run_bench
+from convbench.measure.summary import format_summary
+from convbench.measure.threads import park_blas_threads, thread_limits
 from convbench.registry import load_impl
 
 from _fakes import MACHINE, FakeConv, MockClock
@@ -288,7 +290,7 @@ def test_blas_threads_are_parked_before_each_measurement(monkeypatch):
     from convbench.measure import bench as bench_mod
 
     before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i.get("internal_api") == "openblas"}
-    n = bench_mod.park_blas_threads()
+    n = park_blas_threads()
     assert n == len(before)
     a = np.random.default_rng(0).standard_normal((300, 300))
     assert np.allclose(a @ np.eye(300), a)

@@ -205,9 +205,9 @@ def test_a_single_timed_call_is_repeated_only_when_spared_and_the_faster_kept():
 
     clock = MockClock()
     runner = _Runner(None, Budget(1.0, 10, clock=clock), MACHINE, {}, clock=clock)  # a share of 0.1 s
-    assert runner._spare(0.09) and not runner._spare(0.11)
-    assert _Runner(None, Budget(None, 10), MACHINE, {})._spare(0.5)
-    assert not _Runner(None, Budget(None, 10), MACHINE, {})._spare(0.6)  # a quarter of MAX_ITEM_S at most
+    assert runner.planner.spare(0.09) and not runner.planner.spare(0.11)
+    assert _Runner(None, Budget(None, 10), MACHINE, {}).planner.spare(0.5)
+    assert not _Runner(None, Budget(None, 10), MACHINE, {}).planner.spare(0.6)  # a quarter of MAX_ITEM_S at most
 
     def measured(*times):
         queue = [dict(t_median_s=t, stop="single" if i == 0 else "converged", peak_mem_bytes=7, mem_method="m")
@@ -225,3 +225,71 @@ def test_a_single_timed_call_is_repeated_only_when_spared_and_the_faster_kept():
                                                                    "peak_mem_bytes": 7, "mem_method": "m"}, None)
     calls = measured(0.2)  # more than a share: not repeated
     assert runner._measure_settled(None, None, "forward")[2] is None and len(calls) == 1
+
+
+class _Named:
+    def __init__(self, name: str = "fake") -> None:
+        self.info = type("Info", (), {"name": name})()
+
+
+def _planner(total, items, rate=None):
+    """A Planner whose probes report ``flops / rate`` seconds (None: every probe fails)."""
+    from convbench.measure.budget import Planner
+
+    clock = MockClock()
+    probes = []
+
+    def probe(impl, case, direction, budget_s):
+        probes.append((case.id, case.params.flops(direction), budget_s))
+        return None if rate is None else case.params.flops(direction) / rate
+
+    return Planner(Budget(total, items, clock=clock), probe), probes
+
+
+def test_planner_without_a_limit_neither_predicts_nor_probes():
+    planner, probes = _planner(None, 3, rate=1e9)
+    case = parse_descriptor(LARGE[0])
+    plan = planner.plan(_Named(), case, "forward", case.params.flops("forward"))
+    assert (plan.skip, plan.predicted, plan.memory, plan.share) == (None, False, True, float("inf"))
+    assert probes == []
+
+
+def test_planner_skips_a_case_predicted_over_its_share_from_shrunk_probes():
+    planner, probes = _planner(1.0, 1, rate=1e8)   # 0.1 GFLOP/s: a ResNet layer takes ~20 s
+    case = parse_descriptor(LARGE[0])
+    flops = case.params.flops("forward")
+    plan = planner.plan(_Named(), case, "forward", flops)
+    assert plan.predicted and plan.skip == f"est. {format_seconds(flops / 1e8)} > budget 1 s"
+    assert probes and all(cid == f"{case.id}.probe" and f < flops for cid, f, _ in probes)
+    assert plan.est == pytest.approx(flops / 1e8, rel=0.01)
+
+
+def test_planner_fits_a_small_case_and_learns_from_what_was_measured():
+    planner, probes = _planner(10.0, 2, rate=1e9)
+    case = parse_descriptor("n1c4h8w8o4k3p1")
+    flops = case.params.flops("forward")
+    plan = planner.plan(_Named(), case, "forward", flops)
+    assert plan.skip is None and plan.memory and plan.est == pytest.approx(flops / 1e9, rel=0.01)
+    n = len(probes)
+    planner.observe(_Named(), case, "forward", flops, 2 * flops / 1e9)   # measured: slower than probed
+    again = planner.plan(_Named(), parse_descriptor("n2c4h8w8o4k3p1"), "forward", 2 * flops)
+    assert len(probes) == n and again.est == pytest.approx(2 * flops / 1e9, rel=0.01)
+
+
+def test_planner_leaves_no_time_for_memory_when_one_call_takes_most_of_the_share():
+    planner, _ = _planner(1.0, 1, rate=1e9)
+    case = parse_descriptor("n1c4h8w8o4k3p1")
+    flops = case.params.flops("forward")
+    planner.observe(_Named(), case, "forward", flops, 0.6)    # 0.6 s of a 1 s share
+    plan = planner.plan(_Named(), case, "forward", flops)
+    assert plan.skip is None and not plan.memory
+
+
+def test_planner_says_the_budget_is_spent_and_runs_a_case_whose_probes_fail():
+    planner, probes = _planner(1.0, 1, rate=None)
+    case = parse_descriptor("n1c4h8w8o4k3p1")
+    plan = planner.plan(_Named(), case, "forward", case.params.flops("forward"))
+    assert plan.skip is None and plan.est is None and plan.predicted and len(probes) == 1
+    planner.budget.clock.now = 5.0
+    spent = planner.plan(_Named(), case, "forward", case.params.flops("forward"))
+    assert spent.skip.startswith("budget spent") and not spent.predicted and len(probes) == 1

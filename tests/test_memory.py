@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from convbench.cases import parse_descriptor
-from convbench.measure.bench import _calls
+from convbench.measure.calls import prepared_call
 from convbench.measure.memory import numpy_peak, peak_extra_bytes, torch_cpu_peak, workspace_bytes
 from convbench.registry import get_impl
 
@@ -58,7 +58,7 @@ def test_im2col_forward_peak_is_patch_matrix_plus_output():
     patch = p.n * oh * ow * p.c * p.kh * p.kw * itemsize
     out = p.n * p.o * oh * ow * itemsize
     impl = get_impl("im2col")
-    peak, method = peak_extra_bytes(_calls(impl, case, "forward"), backend="numpy")
+    peak, method = peak_extra_bytes(prepared_call(impl, case, "forward"), backend="numpy")
     assert method == "tracemalloc"
     assert peak >= patch
     assert peak <= 1.10 * (patch + out)
@@ -69,7 +69,7 @@ def test_torch_cpu_peak_is_measured_not_blank():
     impl = get_impl("torch_cpu")
     if impl.availability() is not None:
         pytest.skip(impl.availability())
-    peak, method = peak_extra_bytes(_calls(impl, case, "forward"), backend="torch")
+    peak, method = peak_extra_bytes(prepared_call(impl, case, "forward"), backend="torch")
     p = case.params
     oh, ow = p.out_hw
     assert method == "torch_profiler"

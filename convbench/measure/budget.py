@@ -8,6 +8,11 @@ and to 1/16 of that, which costs pure-Python loops a fraction of a second; the t
 fixed cost per call (:meth:`RateBook.overhead`), which larger probes are predicted without scaling.
 A prediction over the case's share of the budget makes the case ``skipped`` with the estimate as its
 reason, so naive loops never overrun by more than one probe.
+
+:class:`Planner` is what the bench runner asks: once before an item (:meth:`Planner.plan`: run it
+with this time and memory measurement, or skip it with this reason), once after
+(:meth:`Planner.observe`: the time it took); the probes it needs meanwhile it has timed through
+the function the runner gives it.
 """
 from __future__ import annotations
 
@@ -19,10 +24,15 @@ from typing import Any, Callable
 
 from convbench._errors import ParamError
 
-__all__ = ["Budget", "RateBook", "probe_params", "format_seconds", "PROBE_FLOPS"]
+__all__ = ["Budget", "RateBook", "Planner", "Plan", "probe_params", "format_seconds", "PROBE_FLOPS",
+           "MAX_ITEM_S", "MIN_SHARE_S"]
 
 #: FLOPs of the first calibration probe: ~0.1 s for pure-Python loops (~2-5 MFLOP/s)
 PROBE_FLOPS = 2e5
+#: seconds one item's timer may use when there is no budget, or a generous one
+MAX_ITEM_S = 2.0
+#: below this share an item is not attempted: even a probe would overrun
+MIN_SHARE_S = 1e-3
 
 
 def format_seconds(s: float) -> str:
@@ -171,6 +181,135 @@ class RateBook:
         """FLOP/s of the largest observation (for reports)."""
         obs = self._obs.get(key)
         return obs[-1][0] / obs[-1][1] if obs else None
+
+
+#: times one calibration probe: (implementation, the shrunk case, direction, seconds it may use)
+#: -> its fastest call in seconds, or None when it failed
+ProbeFn = Callable[[Any, Any, str, float], "float | None"]
+
+
+@dataclasses.dataclass
+class Plan:
+    """What :meth:`Planner.plan` decided for one item."""
+
+    #: seconds the item's measurement may use (``inf``: no limit)
+    share: float
+    #: measure the peak memory of a call too (a call taking most of the share leaves no time for it)
+    memory: bool = True
+    #: predicted seconds of one call (None: unknown, or the budget is unlimited)
+    est: float | None = None
+    #: why the item is skipped for time, else None
+    skip: str | None = None
+    #: whether the time was predicted (under a limited budget with time left): ``est`` is its outcome
+    predicted: bool = False
+
+
+class Planner:
+    """The budget's decisions for a run: which items fit, with what time, probing to know.
+
+    Parameters
+    ----------
+    budget : Budget
+        The run's budget (its share per item).
+    probe : callable
+        ``probe(impl, case, direction, budget_s) -> seconds or None``: times one calibration probe
+        (a shrunk copy of a case); None when it failed.
+    """
+
+    def __init__(self, budget: Budget, probe: ProbeFn) -> None:
+        self.budget, self.rates, self._probe_fn = budget, RateBook(), probe
+
+    @staticmethod
+    def _key(impl: Any, case: Any, direction: str) -> tuple[str, ...]:
+        return (impl.info.name, direction, case.dtype)
+
+    def plan(self, impl: Any, case: Any, direction: str, flops: float) -> Plan:
+        """Whether ``impl`` runs ``case`` in ``direction`` within its share, and how.
+
+        Under a limited budget this predicts the call's time (:meth:`predict`, which may probe)
+        and skips the item when the prediction is over its share or the budget is spent.
+        """
+        share = self.budget.share()
+        if not self.budget.limited:
+            return Plan(share=share)
+        if share < MIN_SHARE_S:
+            return Plan(share=share, skip=f"budget spent ({format_seconds(share)} left for this case)")
+        est = self.predict(impl, case, direction, flops, share)
+        share = self.budget.share()  # what the probes left
+        if est is not None and est > share:
+            return Plan(share=share, est=est, predicted=True,
+                        skip=f"est. {format_seconds(est)} > budget {format_seconds(share)}")
+        # one call that takes most of the share leaves no time for the separate memory call
+        return Plan(share=share, est=est, predicted=True, memory=est is None or est * 2 <= share)
+
+    def observe(self, impl: Any, case: Any, direction: str, flops: float, seconds: float) -> None:
+        """A measured call of ``flops`` FLOPs took ``seconds``: the rate later predictions use."""
+        self.rates.update(self._key(impl, case, direction), flops, seconds)
+
+    def spare(self, seconds: float) -> bool:
+        """Whether the run can afford a repeated call of ``seconds``: a quarter of an unlimited
+        item's time at most, and within a limited budget no more than an item's share of what is
+        left (so the repeat is paid by the later items' shares, as the budget spreads any time
+        spent, and a run never ends later for it)."""
+        if seconds > MAX_ITEM_S / 4:
+            return False
+        return not self.budget.limited or seconds <= self.budget.share()
+
+    def predict(self, impl: Any, case: Any, direction: str, flops: float, share: float) -> float | None:
+        """Seconds of one call, probing (calibration) while the estimate is unknown or too coarse."""
+        key = self._key(impl, case, direction)
+        target = PROBE_FLOPS
+        while True:
+            est = self.rates.estimate(key, flops)
+            if est is not None and est <= share:
+                return est
+            # an estimate from a probe far smaller than the case overestimates fast
+            # implementations (overhead-bound): probe 16x larger while that probe fits a quarter
+            # of the share by its predicted time, and while the rate still grows with size. The
+            # prediction subtracts the fixed cost of a call that the first probes showed: scaled
+            # by FLOPs with the rest, ~3 ms a call (torch_cpu's conv2d probes in `convbench run`
+            # on a 16-core VM) made a 16x probe look 16x dearer, and torch_cpu was skipped on
+            # every conv2d case
+            if est is not None:
+                largest = self.rates.largest(key)
+                if self.rates.flat(key):
+                    return est
+                target = max(target, largest * 16)
+                if target >= flops or (self.rates.probe_time(key, target) or 0.0) > share / 4:
+                    return est
+            first = not self.rates.known(key)
+            pp = probe_params(case.params, target, direction)
+            pf = pp.flops(direction)
+            if est is not None and pf <= largest:
+                return est  # cannot shrink to anything new
+            if first:
+                # a 1/16-size probe first: with the probe it shows how much of a call's time is
+                # fixed cost (RateBook.overhead), and it takes a library's first-call costs
+                small = probe_params(case.params, target / 16, direction)
+                if small.flops(direction) * 4 <= pf and self._probe(impl, case, small, direction, share) is None:
+                    return None
+            t = self._probe(impl, case, pp, direction, share, twice=first)
+            if t is None:
+                return None  # the real measurement will meet the same problem and record it
+
+    def _probe(self, impl: Any, case: Any, pp: Any, direction: str, share: float, twice: bool = False) -> float | None:
+        """Time one calibration probe (``case`` shrunk to ``pp``) and add it to the rates; None
+        when it failed. The faster of two samples, and with ``twice`` (an implementation's first
+        probe) of two probes: a library's first calls can still pay one-time costs after the
+        warm-up (oneDNN builds its kernels lazily: 30x on torch's first small conv in a fresh
+        process)."""
+        probe_case = type(case)(id=f"{case.id}.probe", params=pp, dtype=case.dtype)
+        budget_s = min(share / 4, MAX_ITEM_S) if math.isfinite(share) else 0.05
+        best = math.inf
+        for _ in range(2 if twice else 1):
+            t = self._probe_fn(impl, probe_case, direction, budget_s)
+            if t is None:
+                if math.isfinite(best):
+                    break
+                return None
+            best = min(best, t)
+        self.rates.update(self._key(impl, case, direction), pp.flops(direction), best, probe=True)
+        return best
 
 
 def _shrink(p: Any, field: str, value: int) -> Any | None:
