@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["budget_skipped", "SCHEMA_VERSION", "append", "read", "read_lines", "RecordFileError",
-           "check_appendable", "check_schema", "write_json", "check_writable_json", "done_keys", "record_key", "crossover_path",
-           "crossover_line", "compact_crossover"]
+           "check_appendable", "check_schema", "write_json", "check_writable_json", "done_keys", "record_key",
+           "encode_line"]
 
 #: version of the bench record format (DESIGN.md "Bench record"); bumped on incompatible changes
 SCHEMA_VERSION = 1
@@ -47,7 +47,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _line(record: dict[str, Any]) -> str:
+def encode_line(record: dict[str, Any]) -> str:
     """``record`` as one JSON line (non-finite floats as null)."""
     return json.dumps(_clean(record), default=str, allow_nan=False, separators=(",", ":")) + "\n"
 
@@ -67,7 +67,7 @@ def append(path: str | Path, record: dict[str, Any], *, fsync: bool = True) -> N
     path = Path(path)
     if not isinstance(record, dict):
         raise TypeError(f"record must be a dict, got {type(record).__name__}")
-    line = _line(record).encode()
+    line = encode_line(record).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
         raise RecordFileError(f"{path}: is a directory; give a file for the records")
@@ -284,52 +284,3 @@ def done_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, ...]]:
     that holds whatever the budget (unsupported, unavailable). Items skipped for time, timeouts
     and crashes are tried again."""
     return {record_key(r) for r in records if r.get("status") in DONE_STATUSES and not budget_skipped(r)}
-
-
-#: what a crossover line keeps of a bench record: enough to say which implementation took how long
-#: on which call (raw samples and the rest stay in the run's own records)
-CROSSOVER_FIELDS = ("op", "impl", "case", "descriptor", "params", "direction", "dtype", "status", "t_median_s",
-                    "t_min_s", "threads", "time")
-
-
-def crossover_path(machine_id: str | None = None) -> Path | None:
-    """This machine's crossover file: every ``ok`` time ``convbench bench`` measures is added to it
-    (:func:`crossover_line`), and the ``fastest`` implementation chooses from it.
-
-    ``$CONVBENCH_CROSSOVER`` names another file (``off`` or empty: none at all), else
-    ``<cache dir>/crossover-<machine id>.jsonl``: one file per machine fingerprint, so a different
-    BLAS kernel, thread count or library version starts a file of its own (``machine_id``
-    defaults to this process's fingerprint)."""
-    env = os.environ.get("CONVBENCH_CROSSOVER")
-    if env is not None:
-        return None if env.strip().lower() in ("", "off", "none", "0") else Path(env)
-    from convbench.measure.machine import cache_dir, fingerprint
-
-    return cache_dir() / f"crossover-{machine_id or fingerprint()['id']}.jsonl"
-
-
-def crossover_line(rec: dict[str, Any]) -> dict[str, Any]:
-    """The slim copy of a bench record that goes to the crossover file."""
-    return {k: rec[k] for k in CROSSOVER_FIELDS if k in rec}
-
-
-def compact_crossover(path: str | Path, max_bytes: int = 8 << 20) -> bool:
-    """Keep a crossover file that grows run after run bounded: once it is over ``max_bytes``, it
-    is replaced (atomically, by a rename) with the latest line of each (op, impl, descriptor,
-    direction, dtype), the only lines anything reads. Returns whether it was rewritten."""
-    path = Path(path)
-    try:
-        if path.stat().st_size <= max_bytes:
-            return False
-    except OSError:
-        return False
-    latest: dict[tuple[str, ...], dict[str, Any]] = {}
-    for rec in read(path):
-        key = tuple(str(rec.get(k)) for k in ("op", "impl", "descriptor", "direction", "dtype"))
-        latest.pop(key, None)   # re-inserted last: the file keeps the order of the latest lines
-        latest[key] = rec
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(_line(r) for r in latest.values())
-    os.replace(tmp, path)
-    return True

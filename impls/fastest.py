@@ -19,6 +19,7 @@ from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from convbench.registry import availability, get_impl
+from impls import _crossover
 from impls.depthwise import geometry_cells
 from impls.shift_gemm import forward_layout
 
@@ -104,11 +105,9 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
 
 
 def crossover_path() -> Path | None:
-    """This machine's crossover file (:func:`convbench.store.crossover_path`): where ``convbench
+    """This machine's crossover file (:func:`impls._crossover.crossover_path`): where ``convbench
     bench`` keeps every time it measures. ``$CONVBENCH_CROSSOVER`` overrides it (``off``: none)."""
-    from convbench.store import crossover_path as path_for
-
-    return path_for()
+    return _crossover.crossover_path()
 
 
 def _key(p: Conv2dParams, dtype: str, direction: str) -> tuple[str, str, str]:
@@ -150,8 +149,14 @@ class FastestConv2d(Implementation):
     -----
     Sources, in order: the crossover records (lowest ``t_median_s`` among candidates that
     support the case), autotuning when enabled, the :func:`cost_model`. :meth:`choice` names the
-    pick (the bench layer records it); :meth:`why` says which source decided.
+    pick (the bench layer records it); :meth:`why` says which source decided. Every time a bench
+    run measures goes to this machine's crossover file through :meth:`bench_listener`, so the
+    bench runner times ``fastest`` after the other implementations on each case: it then chooses
+    from what the run has just measured.
     """
+
+    #: the bench runner's record-listener hook: a run's ``ok`` records go to the crossover file
+    bench_listener = staticmethod(_crossover.bench_listener)
 
     def __init__(self, autotune: bool | None = None, crossover: str | Path | None = None) -> None:
         self.autotune = os.environ.get("CONVBENCH_AUTOTUNE", "") in ("1", "true", "yes") if autotune is None else autotune

@@ -13,6 +13,7 @@ from convbench.measure.bench import measure_one, run_bench
 from convbench.measure.summary import format_summary
 from convbench.measure.threads import park_blas_threads, thread_limits
 from convbench.registry import load_impl
+from impls import _crossover
 
 from _fakes import MACHINE, FakeConv, MockClock
 
@@ -320,13 +321,13 @@ def test_every_ok_time_goes_to_the_machines_crossover_file(tmp_path, monkeypatch
     assert len(lines) == len(ok) < len(recs)
     assert [(x["impl"], x["case"], x["direction"], x["t_median_s"]) for x in lines] == \
         [(r["impl"], r["case"], r["direction"], r["t_median_s"]) for r in ok]
-    assert set(lines[0]) <= set(store.CROSSOVER_FIELDS) and "samples" not in lines[0]
+    assert set(lines[0]) <= set(_crossover.CROSSOVER_FIELDS) and "samples" not in lines[0]
 
 
 def test_crossover_file_off_or_unwritable_never_fails_the_run(tmp_path, monkeypatch):
     clock = MockClock()
     monkeypatch.setenv("CONVBENCH_CROSSOVER", "off")
-    assert store.crossover_path("any") is None
+    assert _crossover.crossover_path("any") is None
     assert all(r["status"] == "ok" for r in _run([FakeConv(clock, "fake_ok")], clock=clock))
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -339,7 +340,7 @@ def test_crossover_file_off_or_unwritable_never_fails_the_run(tmp_path, monkeypa
 def test_crossover_file_defaults_to_one_per_machine_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("CONVBENCH_CROSSOVER", raising=False)
     monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path))
-    assert store.crossover_path("abc123") == tmp_path / "crossover-abc123.jsonl"
+    assert _crossover.crossover_path("abc123") == tmp_path / "crossover-abc123.jsonl"
 
 
 def test_a_cuda_implementation_is_held_to_the_gpu_peak_not_the_cpu_one():
@@ -377,3 +378,58 @@ def test_an_adapted_backward_that_runs_the_forward_is_marked_in_its_records(spec
     from convbench.registry import get_impl
 
     assert not get_impl("im2col").info.backward_includes_forward
+
+
+class _Listening(FakeConv):
+    """A fake that declares the record-listener hook: what it was told lands in ``heard``."""
+
+    heard: list = []
+    machines: list = []
+
+    @staticmethod
+    def bench_listener(machine):
+        _Listening.machines.append(machine)
+        return _Listening.heard.append
+
+
+def test_an_implementation_declaring_the_hook_hears_every_record_and_runs_after_the_others(monkeypatch):
+    monkeypatch.setattr(_Listening, "heard", [])
+    monkeypatch.setattr(_Listening, "machines", [])
+    clock = MockClock()
+
+    class Boom(FakeConv):
+        def forward(self, p, x, w, b):
+            raise ValueError("planted bug")
+
+    recs = _run([_Listening(clock, "fake_listening"), FakeConv(clock, "fake_a"), Boom(clock, "fake_boom")],
+                clock=clock, directions=("forward",))
+    assert _Listening.machines == [MACHINE]                      # asked once for the run
+    assert _Listening.heard == recs and {r["status"] for r in recs} == {"ok", "error"}
+    # on each case the listening implementation comes last, whatever the order given
+    assert [r["impl"] for r in recs] == ["fake_a", "fake_boom", "fake_listening"] * len(CASES)
+
+
+def test_a_listener_that_raises_is_dropped_with_one_warning_and_the_run_goes_on(tmp_path):
+    clock = MockClock()
+    told = []
+
+    class Faulty(FakeConv):
+        def bench_listener(self, machine):
+            def hear(rec):
+                told.append(rec)
+                raise RuntimeError("planted listener bug")
+            return hear
+
+    class FaultyHook(FakeConv):
+        def bench_listener(self, machine):
+            raise KeyError("planted hook bug")
+
+    out = tmp_path / "b.jsonl"
+    with pytest.warns(RuntimeWarning) as warned:
+        recs = _run([Faulty(clock, "fake_faulty"), FaultyHook(clock, "fake_hook"), FakeConv(clock, "fake_ok")],
+                    clock=clock, out=out)
+    texts = sorted(str(w.message) for w in warned if "planted" in str(w.message))
+    assert len(texts) == 2 and "bench_listener of fake_hook raised KeyError" in texts[0]
+    assert "record listener of fake_faulty raised RuntimeError" in texts[1]
+    assert len(told) == 1 and len(recs) == 3 * 2 * len(CASES) and all(r["status"] == "ok" for r in recs)
+    assert len(store.read(out)) == len(recs)

@@ -13,7 +13,7 @@ from convbench.cases import get_suite
 from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.registry import get_impl
-from impls import _fast_common
+from impls import _crossover, _fast_common
 from impls.fastest import CANDIDATES, FastestConv2d, cost_model
 from impls.fft import fft_size
 from impls.winograd import GROWTH
@@ -550,9 +550,8 @@ def test_fastest_reads_the_crossover_file_again_when_it_grows(tmp_path):
     assert f.choice(p1, "float32", "forward") == "im2col"          # decided before the new lines: stands
     g = FastestConv2d(crossover=path, autotune=False)
     assert g.choice(p1, "float32", "forward") == "shift_gemm"       # the latest im2col line counts
-    from convbench import store   # a bench compacts the file (a new, smaller one), then adds to it
-
-    assert store.compact_crossover(path, max_bytes=0)
+    # a bench compacts the file (a new, smaller one), then adds to it
+    assert _crossover.compact_crossover(path, max_bytes=0)
     p3 = Conv2dParams(n=1, c=4, h=7, w=7, o=4, kh=3, kw=3, padding=1)
     with open(path, "a") as fh:
         fh.write(_crossover_line(p3, "im2col", 1e-4) + _crossover_line(p3, "shift_gemm", 1e-3))

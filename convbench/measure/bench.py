@@ -10,6 +10,13 @@ here (the verification layer does that on calls of its own). Every record is app
 as soon as it is made; an exception becomes an ``error`` record and the run goes on. Implementations
 whose ``ImplInfo.isolate`` is set run in a worker process (:mod:`convbench.measure.isolate`), where
 a hang is a ``timeout`` and a crash ``crashed``.
+
+Record listeners: an implementation (registered, or in the run) may declare
+``bench_listener(machine) -> callable or None``; it is asked once per class at the start of a run,
+and what it returns is given every record of the run as soon as it is made (``fastest`` keeps the
+times it chooses from so). Such an implementation is timed after the others on each case, so that
+it can use what the run has just measured. A listener that raises is dropped with a warning; the
+run goes on.
 """
 from __future__ import annotations
 
@@ -332,9 +339,9 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         if machine is None:
             fp = fingerprint()
             machine = machine_record(fp, peaks(fp))
-        # an implementation that chooses among the others (algorithm "any", like fastest) goes
-        # after them on each case: it can then choose from the times this run has just measured
-        impls = sorted(impls, key=lambda i: getattr(getattr(i, "info", None), "algorithm", None) == "any")
+        # an implementation that listens to the run's records goes after the others on each case:
+        # it can then learn from (choose among) the times this run has just measured
+        impls = sorted(impls, key=lambda i: callable(getattr(i, "bench_listener", None)))
         todo = [(impl, case, d) for case in cases for impl in impls for d in directions
                 if store.record_key({"op": case.op, "impl": impl.info.name, "case": case.id,
                                      "descriptor": case.descriptor, "direction": d, "dtype": case.dtype}) not in done]
@@ -345,20 +352,14 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                 pass  # torch_cpu_peak reports its own failure where it matters
         budget_clock.items_left = len(todo)
         runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock)
-        crossover = store.crossover_path(str(machine.get("id"))) if machine.get("id") else None
-        if crossover is not None:
-            try:
-                store.compact_crossover(crossover)
-            except OSError:
-                pass  # unreadable or unwritable: the first append says so
+        listeners = _listeners(impls, machine)
         try:
             with progress_bar(len(todo), "bench", stream=progress_stream(progress)) as advance:
                 for impl, case, d in todo:
                     rec = _run_item(runner, impl, case, d)
                     if out is not None:
                         store.append(out, rec)
-                    if crossover is not None and rec.get("status") == "ok":
-                        crossover = _add_to_crossover(crossover, rec)
+                    _tell(listeners, rec)
                     advance(f"{impl.info.name} {case.id} {d}")
         finally:
             runner.close()
@@ -382,13 +383,36 @@ def _run_item(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str
     return rec
 
 
-def _add_to_crossover(path: Path, rec: dict[str, Any]) -> Path | None:
-    """Keep ``rec``'s time in this machine's crossover file (what ``fastest`` chooses from); a file
-    that cannot be written is said once and then left alone, never failing the run."""
-    try:
-        store.append(path, store.crossover_line(rec), fsync=False)
-        return path
-    except OSError as exc:
-        warnings.warn(f"convbench: cannot add to the crossover file {path} ({exc}); set CONVBENCH_CROSSOVER "
-                      f"to another file, or to 'off'", RuntimeWarning, stacklevel=3)
-        return None
+def _listeners(impls: list[Any], machine: dict[str, Any]) -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
+    """The run's record listeners: what ``bench_listener(machine)`` returns, asked once per class
+    of every registered implementation and of the run's own (an implementation may keep what a
+    run measures, as ``fastest`` keeps the times it chooses from); (name, listener) pairs."""
+    asked: set[Any] = set()
+    out = []
+    for impl in [*registered(), *impls]:
+        hook = getattr(type(impl), "bench_listener", None)
+        if not callable(hook) or hook in asked:
+            continue
+        asked.add(hook)
+        name = getattr(getattr(impl, "info", None), "name", type(impl).__name__)
+        try:
+            listener = impl.bench_listener(machine)
+        except Exception as exc:  # a faulty hook costs its own listener, never the run
+            warnings.warn(f"convbench: bench_listener of {name} raised {type(exc).__name__}: {exc}; "
+                          f"it gets no records of this run", RuntimeWarning, stacklevel=3)
+            continue
+        if listener is not None:
+            out.append((name, listener))
+    return out
+
+
+def _tell(listeners: list[tuple[str, Callable[[dict[str, Any]], None]]], rec: dict[str, Any]) -> None:
+    """Give ``rec`` to every listener; one that raises is said once and dropped from the run."""
+    for entry in list(listeners):
+        name, listener = entry
+        try:
+            listener(rec)
+        except Exception as exc:
+            listeners.remove(entry)
+            warnings.warn(f"convbench: the record listener of {name} raised {type(exc).__name__}: {exc}; "
+                          f"it gets no more records of this run", RuntimeWarning, stacklevel=3)
