@@ -16,12 +16,17 @@ from typing import Any, NoReturn, Sequence
 from convbench import store
 from convbench._errors import ParamError
 from convbench.cases import cases_from, with_dtype
+from convbench.main_job import run_main_job
+from convbench.measure.bench import run_bench
+from convbench.measure.fleet import run_bench_on
 from convbench.measure.machine import describe, fingerprint, peaks
 from convbench.measure.remote import LoadError, is_user_spec, load_isolated
+from convbench.measure.summary import format_summary
 from convbench.ops import get_op
 from convbench.records import FAILING
 from convbench.registry import implementations, load_impl, registered
 from convbench.verify import format_report, run_checks
+from convbench.verify.report import verdict_lines
 
 __all__ = ["main"]
 
@@ -233,10 +238,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:  # an output that cannot take the records is refused before anything is measured
         store.check_appendable(args.out)
     impls, cases = _selection(args, "quick")
-    from convbench.measure.bench import run_bench
-    from convbench.measure.fleet import run_bench_on
-    from convbench.measure.summary import format_summary
-
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:
         if ex.remote:
@@ -303,16 +304,7 @@ def cmd_machine(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Check, bench and report every operator's shipped implementations into ``--out``; with
     ``--impl``, the user's own beside them, first in the report."""
-    import reports
-    from convbench.cases import get_suite
-    from convbench.measure.bench import run_bench
-    from convbench.measure.fleet import run_bench_on
-    from convbench.ops import get_op, op_names
-    from convbench.registry import load_impl, registered
-    from convbench.verify import format_report, run_checks
-    from convbench.verify.report import verdict_lines
-
-    from convbench.measure.machine import fingerprint, machine_record, peaks
+    import reports  # deferred: pandas and matplotlib, as for report
 
     for op in args.op or []:
         get_op(op)
@@ -329,40 +321,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {args.out!r} cannot be created ({exc.strerror or exc})") from None
-    bench_path = out / "bench.jsonl"
-    _move_aside(bench_path)
-    ops = args.op or (list(dict.fromkeys(m.info.op for m in mine)) if mine else [o for o in op_names() if registered(o)])
-    # the peaks are measured afresh: % of peak must not rest on a measurement cached while the
-    # machine was busy
-    fp = fingerprint()
-    machine = machine_record(fp, peaks(fp, refresh=True))
-    t0 = time.perf_counter()
-    check_records: list[dict[str, Any]] = []
-    ex = _executor(args)
-    for i, op in enumerate(ops):
-        # the baseline first in each case, then the user's: if the budget runs short, they are the
-        # last to go
-        own = [m for m in mine if m.info.op == op]
-        shipped = sorted((m for m in registered(op) if m not in own), key=lambda m: m.info.name != "torch_cpu")
-        impls = shipped[:1] + own + shipped[1:] if shipped and shipped[0].info.name == "torch_cpu" else own + shipped
-        print(f"== {op}: checking {len(impls)} implementations on the edge suite", flush=True)
-        recs = run_checks(impls, get_suite("edge", op), executor=ex)
-        check_records += recs
-        store.write_json(out / "check.json", check_records)  # kept whatever happens to the benchmarks
-        failed = [r for r in recs if r["status"] in FAILING]
-        print(f"   {sum(r['status'] == 'passed' for r in recs)} passed, {len(failed)} failed, "
-              f"{sum(r['status'] in ('skipped', 'unsupported') for r in recs)} skipped or unsupported", flush=True)
-        share = args.budget / (len(ops) - i) if args.budget else None
-        spent = time.perf_counter()
-        print(f"== {op}: benchmarking the quick suite (budget {share:.0f} s)", flush=True)
-        if ex.remote:
-            run_bench_on(ex, impls, get_suite("quick", op), out=bench_path, budget=share)
-        else:
-            run_bench(impls, get_suite("quick", op), out=bench_path, budget=share, threads=None, resume=False,
-                      machine=machine)
-        args.budget = max(args.budget - (time.perf_counter() - spent), 1.0) if args.budget else None
-    ex.close()
-    frame = reports.load([bench_path])
+    with _executor(args) as ex:
+        job = run_main_job(out, args.budget, args.op, mine=mine, executor=ex, say=lambda line: print(line, flush=True),
+                           note=lambda line: print(line, file=sys.stderr))
+    check_records = job.check_records
+    frame = reports.load([job.bench_path])
     # written whatever the checks said: a failing implementation's report is the one most needed
     paths = reports.write_report(frame, out, formats=["md", "html", "csv"], check_records=check_records,
                                  highlight=highlight)
@@ -377,7 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(reports.summary_text(frame, highlight=highlight))
     print(f"\nreport: {paths.get('md', out / 'report.md')}  html: {paths.get('html', out / 'index.html')}  "
-          f"({time.perf_counter() - t0:.0f} s)")
+          f"({time.perf_counter() - job.started:.0f} s)")
     return 1 if bad else 0
 
 
@@ -386,23 +349,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _left(args: argparse.Namespace) -> float:
     """Seconds left of ``--deadline``, which counts from the command's start."""
     return args.deadline - (time.monotonic() - args.started)
-
-
-def _move_aside(path: Path) -> None:
-    """A fresh run must not mix its records with an earlier run's: move ``path`` aside (never
-    deleted) to ``<stem>.<its time>.jsonl`` and say so."""
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise UsageError(f"{path} exists and is not a records file; move it away first")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(path.stat().st_mtime))
-    dest = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
-    n = 1
-    while dest.exists():
-        dest = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}")
-        n += 1
-    path.rename(dest)
-    print(f"an earlier run's records {path} were moved to {dest}", file=sys.stderr)
 
 
 def _read_inputs(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -204,7 +204,7 @@ def test_report_and_compare_on_bad_inputs_never_show_a_traceback(tmp_path, make,
 # --- convbench run keeps an earlier run's records -----------------------------------------------
 
 def test_run_moves_an_earlier_runs_records_aside_and_says_where(tmp_path, monkeypatch, capsys):
-    import convbench.cli as cli
+    from convbench import main_job
 
     out = tmp_path / "rep"
     out.mkdir()
@@ -215,7 +215,7 @@ def test_run_moves_an_earlier_runs_records_aside_and_says_where(tmp_path, monkey
         calls.append(1)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_move_aside", lambda p, real=cli._move_aside: (real(p), stop())[0])
+    monkeypatch.setattr(main_job, "fingerprint", stop)   # the first work of the run
     assert main(["run", "--out", str(out), "--op", "conv2d"]) == 130
     moved = list(out.glob("bench.*.jsonl"))
     assert calls and len(moved) == 1 and store.read(moved[0]) == [REC]

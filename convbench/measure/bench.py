@@ -332,10 +332,11 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
         raise ParamError(f"directions must be among {DIRECTIONS}, got {bad}")
-    # the budget counts from here: fingerprinting, measuring peaks and warming the profiler too
-    budget_clock = Budget(budget, 0, **({"clock": clock} if clock else {}))
     done = store.done_keys(store.read(out)) if (resume and out is not None) else set()
     with thread_limits(threads) as th:
+        # the budget counts from here: fingerprinting, measuring peaks and warming the profiler
+        # too, but not setting the thread pools (torch's import, seconds on a busy machine)
+        budget_clock = Budget(budget, 0, **({"clock": clock} if clock else {}))
         if machine is None:
             fp = fingerprint()
             machine = machine_record(fp, peaks(fp))
