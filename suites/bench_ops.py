@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from asv_bench import _common as common
+from convbench.ops import get_op
 
 _TRIPLES = [(op, impl, case) for op in common.OPS for impl in common.impl_names(op)
             for case in common.bench_cases(op)]
@@ -67,8 +68,6 @@ def test_forward(benchmark: Any, op: str, impl: str, case: Any) -> None:
 
 
 def test_backward(benchmark: Any, op: str, impl: str, case: Any) -> None:
-    from convbench.ops import get_op
-
     grads = _run(benchmark, impl, case, "backward")
     shp = case.params.shapes()
     assert len(grads) == len(get_op(op).grads), f"{op} {impl}: {len(grads)} gradients, want {get_op(op).grads}"

@@ -138,6 +138,58 @@ def test_err_ratio_tracks_a_planted_error(fake):
     assert common.err_ratio(bad, common.get_case("lenet5.c3")) > 1
 
 
+def test_err_ratio_is_the_number_convbench_check_reports(fake):
+    from convbench.verify import run_checks
+
+    name = fake("fake_off_a_little", _Ref(bug=1e-6))
+    case = common.get_case("lenet5.c3")
+    rec = [r for r in run_checks([protocol.REGISTRY[("conv2d", name)]], [case], checks=["random"], isolate=False)
+           if r["direction"] == "forward"][0]
+    assert rec["err_ratio"] > 0 and common.err_ratio(name, case) == rec["err_ratio"]
+
+
+def test_a_forward_that_raises_has_no_err_ratio(fake):
+    class Raises(_Ref):
+        def forward(self, p, x, w, b):
+            raise ValueError("planted bug")
+
+    with pytest.raises(RuntimeError, match="error: forward raised ValueError: planted bug"):
+        common.err_ratio(fake("fake_raises", Raises()), common.get_case("lenet5.c3"))
+
+
+def test_gflops_are_the_bench_timers_median(fake, monkeypatch):
+    """One timer: asv's GFLOP/s is what ``convbench bench`` would record, the runner's median."""
+    seen = []
+
+    def measured(impl, case, direction, **kw):
+        seen.append((impl.info.name, case.id, direction, kw))
+        return {"t_median_s": 0.004, "t_min_s": 0.001}
+
+    monkeypatch.setattr(common, "measure_one", measured)
+    b = bench.Conv2dForward()
+    b.setup("im2col", SMALL)
+    flops = common.get_case("lenet5.c3").params.flops("forward")
+    assert b.track_gflops("im2col", SMALL) == pytest.approx(flops / 0.004 / 1e9)
+    assert seen == [("im2col", "lenet5.c3", "forward", {"budget_s": 1.0, "memory": False})]
+
+
+def test_the_prepared_call_ends_with_the_device_barrier(fake):
+    log = []
+
+    class Synced(_Ref):
+        def sync(self):
+            log.append("sync")
+
+        def forward(self, p, x, w, b):
+            log.append("forward")
+            return super().forward(p, x, w, b)
+
+    call = common.prepared_call(fake("fake_synced", Synced()), common.get_case("lenet5.c3"), "forward")
+    log.clear()
+    call()
+    assert log == ["forward", "sync"]
+
+
 def _conf() -> dict:
     text = (ROOT / "asv.conf.json").read_text()
     return json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))

@@ -9,14 +9,17 @@ the benchmark package.
 from __future__ import annotations
 
 import abc
-import time
 from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
 from convbench.cases import Case, get_suite, parse_descriptor
+from convbench.measure.bench import measure_one
+from convbench.measure.calls import prepared_call as measure_call
+from convbench.ops import get_op
 from convbench.registry import availability, get_impl, registered
+from convbench.verify.checks import check_random
 
 try:
     from asv_runner.benchmarks.mark import SkipNotImplemented
@@ -25,7 +28,7 @@ except ImportError:  # pytest-benchmark alone: its suite skips through pytest.sk
         pass
 
 __all__ = ["OPS", "BENCH_CASES", "SMALL_FLOPS", "impl_names", "bench_cases", "bench_params", "case_label",
-           "case_from_label", "get_case", "get_impl", "skip_reason", "prepared_call", "best_time", "err_ratio",
+           "case_from_label", "get_case", "get_impl", "skip_reason", "prepared_call", "gflops", "err_ratio",
            "extra_info", "ForwardBench", "BackwardBench"]
 
 #: the asv / pytest-benchmark subset of the catalogue, per operator, by id: one case per kind of
@@ -131,69 +134,42 @@ def skip_reason(impl_name: str, case: Case, direction: str) -> str | None:
 
 @lru_cache(maxsize=8)
 def _inputs(case: Case) -> dict[str, np.ndarray]:
-    from convbench.ops import get_op
-
-    # fixed seed: every implementation and every commit times the same numbers
+    # fixed seed: every implementation and every commit times the same numbers (the bench
+    # runner's inputs too); cached, since asv calls setup before every repeat
     return get_op(case.op).make_inputs(case.params, case.dtype, fill="random", seed=0)
 
 
 def prepared_call(impl_name: str, case: Case, direction: str) -> Callable[[], Any]:
-    """A no-argument function making exactly one call of ``direction`` on native inputs.
+    """A no-argument function making exactly one call of ``direction`` on native inputs: the
+    bench runner's prepared call (:func:`convbench.measure.calls.prepared_call`).
 
     Conversion to native arrays happens here, untimed; the call ends with ``sync`` so a device
-    implementation is timed to completion, not to the queueing of its kernels.
+    implementation is timed to completion, not to the queueing of its kernels (asv and
+    pytest-benchmark time the call alone).
     """
-    from convbench.ops import get_op
-
-    impl = get_impl(impl_name, case.op)
-    op = get_op(case.op)
-    data = _inputs(case)
-    names = op.forward_inputs if direction == "forward" else op.backward_inputs
-    args = impl.prepare(*(data.get(n) for n in names))
-    fn = impl.forward if direction == "forward" else impl.backward
-    p, sync = case.params, impl.sync
-
-    def call() -> Any:
-        out = fn(p, *args)
-        sync()
-        return out
-
-    return call
+    return measure_call(get_impl(impl_name, case.op), case, direction, inputs=_inputs(case), sync=True)
 
 
-def best_time(call: Callable[[], Any], budget_s: float = 0.2, max_calls: int = 10) -> float:
-    """Fastest of a few calls after one warm-up, within ``budget_s``.
-
-    The minimum, because every other run measures the machine's noise on top of the code.
-    """
-    call()
-    best, spent, calls = float("inf"), 0.0, 0
-    while calls < max_calls and (calls < 1 or spent < budget_s):
-        t0 = time.perf_counter()
-        call()
-        dt = time.perf_counter() - t0
-        best, spent, calls = min(best, dt), spent + dt, calls + 1
-    return best
+def gflops(impl_name: str, case: Case, direction: str = "forward", budget_s: float = 1.0) -> float:
+    """GFLOP/s (element operations for pooling) as ``convbench bench`` measures it: the median
+    of the bench timer (:func:`convbench.measure.bench.measure_one`, no memory call), within
+    ``budget_s`` seconds."""
+    t = measure_one(get_impl(impl_name, case.op), case, direction, budget_s=budget_s, memory=False)
+    return case.params.flops(direction) / t["t_median_s"] / 1e9
 
 
 def err_ratio(impl_name: str, case: Case) -> float:
     """Forward error against the float64 reference, as a ratio to the verification layer's bound.
 
-    ``max(|y - ref| / bound)`` with the bound of the implementation's algorithm family
-    (:mod:`convbench.verify.tolerance`; direct methods: ``2 u L conv(|x|, |w|)``), the same number
-    ``convbench check`` reports: below 1 passes, and a drift upward over commits is a numerical
-    regression even while it still passes.
+    The number ``convbench check`` reports for the random tier
+    (:func:`convbench.verify.checks.check_random`): below 1 passes, and a drift upward over commits
+    is a numerical regression even while it still passes. A forward that raises or gives no
+    comparable array raises here with the check's message.
     """
-    from convbench.ops import get_op
-    from convbench.verify import tolerance
-
-    impl = get_impl(impl_name, case.op)
-    op, p = get_op(case.op), case.params
-    data = _inputs(case)
-    y = np.asarray(impl.to_numpy(prepared_call(impl_name, case, "forward")()), np.float64)
-    ref = op.reference_forward(p, *(data.get(n) for n in op.forward_inputs))
-    bnd = tolerance.bound(impl.info.algorithm, case.op, p, "forward", case.dtype, data)
-    return float(np.max(tolerance.err_ratio(np.abs(y - ref), bnd)))
+    rec = check_random(get_impl(impl_name, case.op), case, ["forward"])[0]
+    if rec["err_ratio"] is None:
+        raise RuntimeError(f"{impl_name} {case.id}: {rec['status']}: {rec['message']}")
+    return float(rec["err_ratio"])
 
 
 def extra_info(impl_name: str, case: Case, direction: str) -> dict[str, Any]:
@@ -240,7 +216,7 @@ class ForwardBench(_OpBench):
         self.call()
 
     def track_gflops(self, impl: str, case: str) -> float:
-        return self.case.params.flops("forward") / best_time(self.call) / 1e9
+        return gflops(impl, self.case)
 
     track_gflops.unit = "GFLOP/s"  # type: ignore[attr-defined]
 
