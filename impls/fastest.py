@@ -19,6 +19,7 @@ from convbench.ops import get_op
 from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from convbench.registry import availability, get_impl
+from convbench.verify.tolerance import BOUNDS, register_bound
 from impls import _crossover
 from impls.depthwise import geometry_cells
 from impls.shift_gemm import forward_layout
@@ -295,14 +296,7 @@ class FastestConv2d(Implementation):
 
 def _any_bound(p: Any, direction: str, dtype: str, mag: np.ndarray) -> np.ndarray:
     """Error model of ``fastest``: the loosest of the families it may run."""
-    from convbench.verify.tolerance import BOUNDS
-
     return np.maximum.reduce([BOUNDS[a](p, direction, dtype, mag) for a in ("direct", "fft", "winograd")])
 
 
-try:
-    from convbench.verify.tolerance import register_bound
-
-    register_bound("any", _any_bound)
-except ImportError:  # pragma: no cover - the verification layer is optional for running
-    pass
+register_bound("any", _any_bound)

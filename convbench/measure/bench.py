@@ -57,7 +57,7 @@ def _events_for(impl: Any) -> Callable[[], Any] | None:
     if getattr(impl.info, "device", "cpu") != "cuda":
         return None
     try:
-        import torch
+        import torch  # deferred: seconds to import, and only a CUDA implementation's timing needs it
 
         if torch.cuda.is_available():
             return lambda: torch.cuda.Event(enable_timing=True)
