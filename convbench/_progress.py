@@ -42,37 +42,3 @@ def progress(total: int, description: str, stream: Any = None,
 
         yield advance
 
-
-class ForcedTTY:
-    """A stream that claims to be a terminal, to force the progress bar onto it."""
-
-    def __init__(self, s: Any) -> None:
-        self._s = s
-
-    def isatty(self) -> bool:
-        return True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._s, name)
-
-
-class _Silent:
-    """A stream that is no terminal and keeps nothing: no progress bar at all."""
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, s: str) -> int:
-        return len(s)
-
-    def flush(self) -> None:
-        pass
-
-
-def progress_stream(show: bool | None, stream: Any = None) -> Any:
-    """Where :func:`progress` draws: ``stream`` (default stderr) when ``show`` is None (a bar only
-    on a terminal), a bar forced onto it when True, nowhere when False."""
-    stream = stream or sys.stderr
-    if show is None:
-        return stream
-    return ForcedTTY(stream) if show else _Silent()

@@ -21,6 +21,7 @@ run goes on.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import uuid
 import warnings
@@ -32,7 +33,6 @@ import numpy as np
 from convbench import store
 from convbench._errors import ParamError
 from convbench._progress import progress as progress_bar
-from convbench._progress import progress_stream
 from convbench.measure.budget import MAX_ITEM_S, Budget, Plan, Planner, format_seconds
 from convbench.measure.calls import prepared_call
 from convbench.measure.isolate import Worker
@@ -355,7 +355,7 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock)
         listeners = _listeners(impls, machine)
         try:
-            with progress_bar(len(todo), "bench", stream=progress_stream(progress)) as advance:
+            with progress_bar(len(todo), "bench", stream=sys.stderr, show=progress) as advance:
                 for impl, case, d in todo:
                     rec = _run_item(runner, impl, case, d)
                     if out is not None:
