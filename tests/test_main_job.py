@@ -87,7 +87,8 @@ def test_bad_arguments_are_named_before_anything_runs(tmp_path, job_world, kw, m
 
 
 def test_convbench_run_reports_what_the_engine_made(tmp_path, monkeypatch, capsys):
-    def fake_job(out, budget, ops, say, note):
+    def fake_job(out, budget, ops, *, mine, say, note):
+        assert mine == []
         say("== conv2d: (the engine's lines)")
         bench = write_jsonl(out / "bench.jsonl", bench_records())
         checks = check_records(bad="im2col")
@@ -103,3 +104,10 @@ def test_convbench_run_reports_what_the_engine_made(tmp_path, monkeypatch, capsy
     assert (out / "report.md").exists() and (out / "index.html").exists() and f"report: {out / 'report.md'}" in text
 
 
+
+
+def test_the_users_implementations_come_right_after_the_baseline_and_choose_the_operators(tmp_path, job_world):
+    mine = FakeConv(MockClock(), "mine")
+    job = run_main_job(tmp_path, 10.0, mine=[mine])
+    assert job.ops == ["conv2d"]                                     # the operator of the user's own
+    assert job_world["events"][0] == ("check", "conv2d", ["torch_cpu", "mine", "a_impl", "z_impl"])

@@ -115,21 +115,19 @@ def test_a_form_that_cannot_be_driven_is_one_usage_error(tmp_path):
 
 
 def test_run_with_the_users_implementation_checks_benches_and_reports_it_first(tmp_path, monkeypatch, capsys):
-    import convbench.cases as cases_mod
-    import convbench.measure.machine as machine_mod
-    import convbench.registry as registry_mod
+    from convbench import main_job
     from convbench.cases import parse_descriptor
     from convbench.cli import main
 
     # two shipped families and a few small cases keep it short; the job is convbench run's own
-    shipped = registry_mod.registered
-    monkeypatch.setattr(registry_mod, "registered",
+    shipped = main_job.registered
+    monkeypatch.setattr(main_job, "registered",
                         lambda op=None: [i for i in shipped(op) if i.info.name in ("torch_cpu", "im2col")])
     small = {"edge": [parse_descriptor("n3c2h6w6o3k3p1"), parse_descriptor("n1c2h5w7o2k3s2nb")],
              "quick": [parse_descriptor("n2c3h8w8o4k3p1")]}
-    monkeypatch.setattr(cases_mod, "get_suite", lambda name, op="conv2d": small[name])
-    cached = machine_mod.peaks
-    monkeypatch.setattr(machine_mod, "peaks", lambda fp, refresh=False: cached(fp))
+    monkeypatch.setattr(main_job, "get_suite", lambda name, op="conv2d": small[name])
+    cached = main_job.peaks
+    monkeypatch.setattr(main_job, "peaks", lambda fp, refresh=False: cached(fp))
     rc = main(["run", "--impl", str(ROOT / MISTAKES) + ":conv2d_bias_per_product", "--budget", "30",
                "--out", str(tmp_path)])
     out = capsys.readouterr().out
