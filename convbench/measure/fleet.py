@@ -16,8 +16,10 @@ from typing import Any
 
 from convbench import store
 from convbench.execute import Outcome, Unit, ship_source, worker_machine
-from convbench.measure.bench import DIRECTIONS, MAX_ITEM_S, run_bench
+from convbench.measure.bench import run_bench
+from convbench.measure.budget import MAX_ITEM_S
 from convbench.measure.memory import warm_up_profiler
+from convbench.ops import DIRECTIONS
 
 __all__ = ["bench_unit", "run_bench_on"]
 
