@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml constraints.txt
 	    echo "could not install $(TORCH_PIN): put its wheel in a directory DIR and run PIP_FIND_LINKS=DIR make $(MAKECMDGOALS)" >&2; \
 	    exit 1; }; }
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# valgrind (for `convbench bench --metric instructions`): installed where missing and apt and
+	@# root are at hand; elsewhere the metric says how to get it
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && apt-get install -y -qq valgrind; } >/dev/null 2>&1; } || echo "note: valgrind not installed (only --metric instructions needs it)"
 	touch $@
 
 run: $(STAMP)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -19,6 +20,7 @@ from convbench.cases import cases_from, with_dtype
 from convbench.main_job import run_main_job
 from convbench.measure.bench import run_bench
 from convbench.measure.fleet import run_bench_on
+from convbench.measure.instructions import valgrind_missing
 from convbench.measure.machine import describe, fingerprint, peaks
 from convbench.measure.remote import LoadError, is_user_spec, load_isolated
 from convbench.measure.summary import format_summary
@@ -122,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
     p.add_argument("--resume", action="store_true", help="skip what --out already holds")
     _add_executor(p)
+    p.add_argument("--baseline", default=None, metavar="SPEC",
+                   help="time SPEC interleaved with the implementations (old code against new) and compare")
+    p.add_argument("--threshold", default="10", metavar="PCT",
+                   help="with --baseline: the change in %% that counts as a regression (default 10)")
+    p.add_argument("--metric", default="time", choices=("time", "instructions"),
+                   help="instructions: also count one call of each unit under valgrind")
+    p.add_argument("--no-interleave", action="store_true",
+                   help="do not time the implementations of a case again in interleaved rounds")
 
     p = sub.add_parser("report", help="tables and plots from records")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -130,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md,html,csv", metavar="FMTS", help="comma-separated: md, html, csv")
     p.add_argument("--baseline", default="torch_cpu", help="implementation speedups are measured against")
 
-    p = sub.add_parser("compare", help="compare two sets of bench records")
+    p = sub.add_parser("compare", help="compare two sets of bench records, or a --baseline run's baseline "
+                                       "with its other implementations")
     p.add_argument("old")
-    p.add_argument("new")
+    p.add_argument("new", nargs="?", default=None, help="omitted: OLD is a bench --baseline run")
     p.add_argument("--threshold", default="10", metavar="PCT", help="regression threshold in %% (default 10)")
 
     p = sub.add_parser("machine", help="fingerprint and measured peaks of this machine")
@@ -237,21 +248,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.out:  # an output that cannot take the records is refused before anything is measured
         store.check_appendable(args.out)
+    threshold = _threshold(args.threshold)
     impls, cases = _selection(args, "quick")
+    if args.metric == "instructions" and valgrind_missing():
+        raise UsageError(str(valgrind_missing()))
+    if args.executor and args.executor != "local" and (args.baseline or args.metric != "time"):
+        raise UsageError(f"--executor {args.executor}: --baseline and --metric instructions measure side by side on "
+                         f"this machine; run them without a cluster")
+    baseline = load_impl(args.baseline, op=args.op) if args.baseline else None
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:
         if ex.remote:
             records = run_bench_on(ex, impls, cases, out=out, budget=args.budget, threads=args.threads,
                                    resume=args.resume)
         else:  # here, one benchmark at a time
-            records = run_bench(impls, cases, out=out, budget=args.budget, threads=args.threads, resume=args.resume)
+            records = run_bench(impls, cases, out=out, budget=args.budget, threads=args.threads, resume=args.resume,
+                                baseline=baseline, interleave_rounds=not args.no_interleave, metric=args.metric)
     print(format_summary(records))
     if args.load_failed:
         return 2
+    if baseline is not None:
+        from reports.compare import compare  # deferred: pandas, as for report
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ab.jsonl"
+            for r in records:
+                store.append(path, r)
+            text, regressed = compare(path, None, threshold_pct=threshold)
+        print(text)
+        if regressed:
+            return 1
     if records and not any(r.get("status") == "ok" for r in records):
         print("nothing was measured (the reasons are above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(str(text).rstrip("%"))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"--threshold must be a percentage >= 0 like 10 or 10%, got {text!r}")
+    return value
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -275,18 +315,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    try:
-        threshold = float(str(args.threshold).rstrip("%"))
-    except ValueError:
-        threshold = math.nan
-    if not math.isfinite(threshold) or threshold < 0:
-        raise UsageError(f"--threshold must be a percentage >= 0 like 10 or 10%, got {args.threshold!r}")
+    threshold = _threshold(args.threshold)
     for i in (args.old, args.new):
-        if not Path(i).exists():
+        if i is not None and not Path(i).exists():
             raise UsageError(f"compare input {i!r} does not exist")
     from reports.compare import compare  # deferred: pandas and scipy, as for cmd_report
 
-    text, regressed = _read_inputs(compare, Path(args.old), Path(args.new), threshold_pct=threshold)
+    text, regressed = _read_inputs(compare, Path(args.old), None if args.new is None else Path(args.new),
+                                   threshold_pct=threshold)
     print(text)
     return 1 if regressed else 0
 

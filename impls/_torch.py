@@ -38,7 +38,9 @@ class TorchConv2d(Implementation):
     Parameters
     ----------
     device : str
-        ``'cpu'`` or ``'cuda'``. Inputs are moved there by :meth:`prepare`, untimed.
+        ``'cpu'`` or ``'cuda'``. Inputs are copied there by :meth:`prepare`, untimed.
+    heap : str, optional
+        ``"fresh"`` or ``"kept"``; default ``"fresh"`` on the CPU, none on a GPU.
 
     Notes
     -----
@@ -49,8 +51,11 @@ class TorchConv2d(Implementation):
     (threads, cuDNN flags) are left as they are.
     """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", heap: str | None = None) -> None:
         self.device = device
+        #: the C heap's state the bench runner measures this in (:mod:`convbench.measure.heap`):
+        #: on the CPU, that of a plain process running the call alone, unless a variant says otherwise
+        self.heap = heap if heap is not None else ("fresh" if device == "cpu" else None)
 
     def availability(self) -> str | None:
         return torch_availability(self.device)
@@ -58,8 +63,9 @@ class TorchConv2d(Implementation):
     def prepare(self, *arrays: np.ndarray | None) -> tuple[Any, ...]:
         import torch
 
-        # ascontiguousarray: torch.as_tensor refuses negative strides
-        return tuple(None if a is None else torch.as_tensor(np.ascontiguousarray(a), device=self.device)
+        # copied into torch's own allocator (64-byte aligned), as a torch user's tensors are, not
+        # NumPy's buffers shared; ascontiguousarray: torch refuses negative strides
+        return tuple(None if a is None else torch.tensor(np.ascontiguousarray(a), device=self.device)
                      for a in arrays)
 
     @staticmethod
@@ -109,9 +115,7 @@ class TorchConv2d(Implementation):
 class _TorchOn(Implementation):
     """Device plumbing of the other operators' torch classes (as :class:`TorchConv2d` does it)."""
 
-    def __init__(self, device: str = "cpu") -> None:
-        self.device = device
-
+    __init__ = TorchConv2d.__init__
     availability = TorchConv2d.availability
     prepare = TorchConv2d.prepare
     sync = TorchConv2d.sync

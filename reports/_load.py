@@ -20,9 +20,10 @@ __all__ = ["load", "frame_from_records", "read_records", "machines", "sweep_of",
 BENCH_COLUMNS = ("schema", "run_id", "time", "op", "direction", "impl", "backend", "device", "case",
                  "descriptor", "params", "dtype", "status", "reason", "t_median_s", "t_min_s",
                  "t_iqr_s", "samples", "flops", "gflops", "pct_peak", "bytes_min", "peak_mem_bytes",
-                 "workspace_bytes", "intensity", "count", "threads", "choice", "chosen_by")
+                 "workspace_bytes", "intensity", "count", "threads", "choice", "chosen_by", "rounds", "paired",
+                 "role", "steal_pct", "instructions")
 _NUMERIC = ("t_median_s", "t_min_s", "t_iqr_s", "flops", "gflops", "pct_peak", "bytes_min",
-            "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads")
+            "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads", "steal_pct", "instructions")
 _PARAM_PREFIX = "param_"
 
 
@@ -174,7 +175,8 @@ def _derive(frame: pd.DataFrame) -> None:
     frame["gflops"] = frame["gflops"].fillna(frame["flops"] / t / 1e9)
     frame["intensity"] = frame["intensity"].fillna(frame["flops"] / frame["bytes_min"].where(frame["bytes_min"] > 0))
     frame["pct_peak"] = frame["pct_peak"].fillna(100 * frame["gflops"] / frame["peak_gflops"].where(frame["peak_gflops"] > 0))
-    frame["samples"] = frame["samples"].map(lambda s: [float(x) for x in s] if isinstance(s, (list, tuple)) else None)
+    for c in ("samples", "rounds"):
+        frame[c] = frame[c].map(lambda s: [float(x) for x in s] if isinstance(s, (list, tuple)) else None)
     bad = frame["status"].eq("ok") & t.isna()
     frame.loc[bad, "status"] = "error"
     frame.loc[bad, "reason"] = frame.loc[bad, "reason"].fillna("record marked ok has no positive t_median_s")

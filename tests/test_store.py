@@ -82,18 +82,19 @@ def test_done_keys_count_ok_skipped_error_but_retry_timeouts_and_crashes():
 
 FAKE = textwrap.dedent('''
     import time
-    import numpy as np
+    from convbench.ops import get_op
     from convbench.registry import Implementation, register
 
     class FakeSleepy(Implementation):
-        """Correct shapes, garbage values, a few milliseconds a call: something to interrupt."""
+        """The reference's values (the check after timing passes), a few milliseconds a call:
+        something to interrupt."""
         def forward(self, p, x, w, b):
             time.sleep(0.004)
-            return np.zeros(p.shapes()["y"], x.dtype)
+            return get_op("conv2d").reference_forward(p, x, w, b).astype(x.dtype)
         def backward(self, p, dy, x, w):
             time.sleep(0.004)
-            s = p.shapes()
-            return np.zeros(s["grad_input"], x.dtype), np.zeros(s["grad_weight"], x.dtype), None
+            return tuple(None if g is None else g.astype(x.dtype)
+                         for g in get_op("conv2d").reference_backward(p, dy, x, w))
 
     fake = FakeSleepy()
     register(fake, op="conv2d", name="fake_sleepy", backend="numpy", replace=True)

@@ -33,11 +33,17 @@ import numpy as np
 from convbench import store
 from convbench._errors import ParamError
 from convbench._progress import progress as progress_bar
+from convbench.measure.aftercheck import check_after_timing
 from convbench.measure.budget import MAX_ITEM_S, Budget, Plan, Planner, format_seconds
 from convbench.measure.calls import prepared_call
+from convbench.measure.heap import heap_policy
+from convbench.measure.hostload import cpu_times, steal_pct
+from convbench.measure.instructions import instruction_fields
 from convbench.measure.isolate import Worker
 from convbench.measure.machine import device_peak, fingerprint, machine_record, peaks
-from convbench.measure.memory import FIXED_COST_S, method_for, peak_extra_bytes, warm_up_profiler, workspace_bytes
+from convbench.measure.memory import (FIXED_COST_S, allocation_sizes, method_for, peak_extra_bytes, warm_up_profiler,
+                                      workspace_bytes)
+from convbench.measure.rounds import interleave
 from convbench.measure.threads import park_blas_threads, thread_limits
 from convbench.measure.timer import time_call
 from convbench.ops import DIRECTIONS
@@ -47,6 +53,8 @@ __all__ = ["run_bench", "measure_one", "MAX_ITEM_S", "MIN_TIME_S"]
 
 #: the timer's minimum sampling time (torch.utils.benchmark's blocked_autorange default)
 MIN_TIME_S = 0.2
+#: run_bench's default for checking each timed call once more, on fresh inputs, after its timing
+AFTER_CHECK = True
 #: a worker gets this many seconds beyond its item's share before it is a timeout (start-up, imports)
 ISOLATE_GRACE_S = 60.0
 
@@ -68,7 +76,7 @@ def _events_for(impl: Any) -> Callable[[], Any] | None:
 
 def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_ITEM_S,
                 memory: bool = True, mem_slowdown: float = 20.0, min_time_s: float = MIN_TIME_S,
-                max_samples: int = 1000,
+                max_samples: int = 1000, after_check: bool = True,
                 clock: Callable[[], float] | None = None, events: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Time (and measure the memory of) one implementation on one case and direction.
 
@@ -90,6 +98,9 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
         call is skipped when that would overrun ``budget_s``.
     min_time_s, max_samples
         Passed to the timer (a calibration probe takes one sample after its warm-up).
+    after_check : bool
+        After the timing, make the call once more on fresh inputs and check it against the oracle
+        (:mod:`convbench.measure.aftercheck`).
     clock, events
         Injected clock and device-event factory (tests); default ``time.perf_counter`` and, for
         CUDA implementations, ``torch.cuda.Event``.
@@ -97,22 +108,38 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     Returns
     -------
     dict
-        ``t_median_s, t_min_s, t_iqr_s, samples, number, stop, peak_mem_bytes, mem_method``.
-        Exceptions propagate: the caller records them.
+        ``t_median_s, t_min_s, t_iqr_s, samples, number, stop, peak_mem_bytes, mem_method``,
+        ``steal_pct`` (the hypervisor's steal during the timing), ``heap`` (the C heap's policy and
+        thresholds, where the implementation declares one: :mod:`convbench.measure.heap`) and
+        ``after_check`` (why the check after timing failed, or None). Exceptions propagate.
     """
     clock = clock or time.perf_counter
     t0 = clock()
     call = prepared_call(impl, case, direction)
     park_blas_threads()  # every measurement starts with no other library's threads spinning
     out: dict[str, Any] = {"peak_mem_bytes": None, "mem_method": None}
+    with heap_policy(getattr(impl, "heap", None), lambda: allocation_sizes(impl, call)) as heap:
+        if heap["policy"] is not None:
+            out["heap"] = heap
+        _timed(impl, call, out, budget_s, t0, memory, mem_slowdown, min_time_s, max_samples, clock, events)
+    out["after_check"] = check_after_timing(impl, case, direction) if after_check else None
+    return out
+
+
+def _timed(impl: Any, call: Callable[[], Any], out: dict[str, Any], budget_s: float, t0: float, memory: bool,
+           mem_slowdown: float, min_time_s: float, max_samples: int, clock: Callable[[], float],
+           events: Callable[[], Any] | None) -> None:
+    """The timer, then the memory call, into ``out``."""
     # timing first: its warm-up absorbs lazy initialisation (oneDNN primitives, FFT plans), which
     # would otherwise make the memory call look like the implementation's cost
     left = max(budget_s - (clock() - t0), 1e-3)
     if memory:
         left *= 0.75  # a quarter kept for the memory call
+    host = cpu_times()
     t = time_call(call, sync=impl.sync, budget_s=left, min_time_s=min(min_time_s, left / 2), clock=clock,
                   min_samples=min(7, max_samples), max_samples=max_samples,
                   events=events if events is not None else _events_for(impl))
+    out["steal_pct"] = steal_pct(host, cpu_times())
     out.update(t_median_s=t.median, t_min_s=t.min, t_iqr_s=t.iqr, samples=t.samples, number=t.number,
                stop=t.stop)
     if memory:
@@ -137,7 +164,6 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
         else:
             out["mem_method"] = (f"not measured: a traced call (~{format_seconds(cost)}) would overrun "
                                  f"the case budget")
-    return out
 
 
 def _measure_in_worker(impl: Any, case: Any, direction: str, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
@@ -164,6 +190,15 @@ class _Runner:
         self.records: list[dict[str, Any]] = []
         self.grace = timeout_grace
         self.mem_slowdown: dict[str, float] = {}
+        self.baseline: set[int] = set()  # id() of the baseline implementation
+        self.after_check = AFTER_CHECK
+
+    def worker(self, impl: Any) -> Any:
+        """The isolate worker of an isolated implementation (one per spec, kept for the run)."""
+        wk = self.workers.get(impl.info.spec)
+        if wk is None:
+            wk = self.workers[impl.info.spec] = Worker(impl.info.spec, impl.info.op)
+        return wk
 
     # one measurement, in-process or isolated; returns (status, result-or-message)
     def _measure(self, impl: Any, case: Any, direction: str, **kw: Any) -> tuple[str, Any]:
@@ -172,9 +207,7 @@ class _Runner:
                 return "ok", measure_one(impl, case, direction, clock=self.clock, **kw)
             except Exception as exc:
                 return "error", f"{type(exc).__name__}: {exc}"
-        wk = self.workers.get(impl.info.spec)
-        if wk is None:
-            wk = self.workers[impl.info.spec] = Worker(impl.info.spec, impl.info.op)
+        wk = self.worker(impl)
         timeout = kw.get("budget_s", MAX_ITEM_S) * 3 + self.grace
         res = wk.call("convbench.measure.bench:_measure_in_worker", case, direction, kw, impl.info.name,
                       timeout=timeout)
@@ -233,7 +266,8 @@ class _Runner:
         # pure-Python loops that allocate an object per product
         slow = self.mem_slowdown.get(impl.info.name, 2.0 if impl.info.backend == "torch" else 20.0)
         status, res, first_call = self._measure_settled(impl, case, direction, budget_s=min(plan.share, MAX_ITEM_S),
-                                                        memory=plan.memory, mem_slowdown=slow)
+                                                        memory=plan.memory, mem_slowdown=slow,
+                                                        after_check=self.after_check)
         if status != "ok":
             rec.update(status=status, reason=str(res))
             return rec
@@ -241,7 +275,10 @@ class _Runner:
             rec["first_call_s"] = first_call
         rec.update(t_median_s=res["t_median_s"], t_min_s=res["t_min_s"], t_iqr_s=res["t_iqr_s"],
                    samples=res["samples"], number=res["number"], stop=res["stop"],
-                   peak_mem_bytes=res["peak_mem_bytes"], mem_method=res["mem_method"])
+                   peak_mem_bytes=res["peak_mem_bytes"], mem_method=res["mem_method"],
+                   steal_pct=res.get("steal_pct"), **({"heap": res["heap"]} if res.get("heap") else {}))
+        if res.get("after_check"):  # the times stay, but they timed something other than the work
+            rec.update(status="failed", reason=res["after_check"])
         if not plan.memory:
             rec["mem_method"] = "not measured: one call takes most of the case budget"
         if res.get("mem_s") and res["t_median_s"] > 1e-3:
@@ -285,6 +322,7 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
             "flops": flops, "bytes_min": bytes_min, "intensity": flops / bytes_min if bytes_min else None,
             "workspace_bytes": workspace_bytes(impl, p, case.dtype, direction), "threads": runner.threads,
             "choice": choice, "chosen_by": chosen_by,
+            **({"role": "baseline"} if id(impl) in runner.baseline else {}),
             **({"includes_forward": True} if direction == "backward" and
                getattr(impl.info, "backward_includes_forward", False) else {})}
 
@@ -292,8 +330,9 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
 def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, budget: float | None = None,
               threads: int | None = None, resume: bool = False, progress: bool | None = None,
               directions: tuple[str, ...] = DIRECTIONS, machine: dict[str, Any] | None = None,
-              clock: Callable[[], float] | None = None,
-              timeout_grace: float = ISOLATE_GRACE_S) -> list[dict[str, Any]]:
+              clock: Callable[[], float] | None = None, timeout_grace: float = ISOLATE_GRACE_S,
+              baseline: Any | None = None, interleave_rounds: bool = True, metric: str = "time",
+              after_check: bool | None = None) -> list[dict[str, Any]]:
     """Benchmark every implementation on every case, forward and backward; append the records.
 
     Parameters
@@ -323,6 +362,19 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         The clock of the budget and of in-process timers (tests inject a mock clock).
     timeout_grace : float
         Seconds an isolated item may run beyond three times its share before it is a timeout.
+    baseline : Implementation, optional
+        Timed first on every case, its records marked ``role: "baseline"``: ``convbench compare
+        FILE`` compares it with every other implementation of the run, round by round.
+    interleave_rounds : bool
+        Once a case's items are measured, time its ok implementations again in interleaved rounds
+        (:func:`convbench.measure.rounds.interleave`): records get ``rounds`` and ``paired``, and
+        are written when their case is done.
+    metric : str
+        ``"time"``, or ``"instructions"``: every ok record also gets ``instructions``, one call
+        counted under valgrind (:mod:`convbench.measure.instructions`).
+    after_check : bool, optional
+        Check each timed call once more on fresh inputs after its timing (default
+        :data:`AFTER_CHECK`); a failure makes the record ``failed``, its times kept.
 
     Returns
     -------
@@ -332,6 +384,10 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
         raise ParamError(f"directions must be among {DIRECTIONS}, got {bad}")
+    if metric not in ("time", "instructions"):
+        raise ParamError(f"metric must be 'time' or 'instructions', got {metric!r}")
+    if baseline is not None:
+        impls = [baseline] + [i for i in impls if i is not baseline]
     done = store.done_keys(store.read(out)) if (resume and out is not None) else set()
     with thread_limits(threads) as th:
         # the budget counts from here: fingerprinting, measuring peaks and warming the profiler
@@ -353,15 +409,30 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                 pass  # torch_cpu_peak reports its own failure where it matters
         budget_clock.items_left = len(todo)
         runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock)
+        runner.baseline = {id(baseline)} if baseline is not None else set()
+        runner.after_check = AFTER_CHECK if after_check is None else after_check
         listeners = _listeners(impls, machine)
         try:
             with progress_bar(len(todo), "bench", stream=sys.stderr, show=progress) as advance:
-                for impl, case, d in todo:
+                pending: list[tuple[Any, Any, str, dict[str, Any]]] = []
+                for n, (impl, case, d) in enumerate(todo):
                     rec = _run_item(runner, impl, case, d)
-                    if out is not None:
-                        store.append(out, rec)
-                    _tell(listeners, rec)
+                    if metric == "instructions" and rec["status"] == "ok":
+                        rec.update(instruction_fields(impl, case, d))
+                    pending.append((impl, case, d, rec))
                     advance(f"{impl.info.name} {case.id} {d}")
+                    if n + 1 < len(todo) and todo[n + 1][1] is case:
+                        continue
+                    # the case is done: its implementations interleaved, then its records written
+                    for dd in directions if interleave_rounds else ():
+                        cap = runner.budget.share() * len(pending) if runner.budget.limited else None
+                        interleave([g for g in pending if g[2] == dd], budget_cap=cap, run_id=runner.run_id,
+                                   seed=n, worker_for=runner.worker, clock=clock)
+                    for *_, r in pending:
+                        if out is not None:
+                            store.append(out, r)
+                        _tell(listeners, r)
+                    pending = []
         finally:
             runner.close()
     return runner.records

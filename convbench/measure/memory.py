@@ -25,7 +25,7 @@ import sys
 import tracemalloc
 from typing import Any, Callable
 
-__all__ = ["FIXED_COST_S", "method_for", "warm_up_profiler", "peak_extra_bytes", "numpy_peak", "torch_cpu_peak", "cuda_peak", "workspace_bytes"]
+__all__ = ["FIXED_COST_S", "method_for", "warm_up_profiler", "peak_extra_bytes", "numpy_peak", "torch_cpu_peak", "torch_cpu_allocations", "allocation_sizes", "cuda_peak", "workspace_bytes"]
 
 
 @contextlib.contextmanager
@@ -105,6 +105,31 @@ def torch_cpu_peak(fn: Callable[[], Any]) -> int:
             prof.stop()
     del result
     return _running_peak(prof)
+
+
+def torch_cpu_allocations(fn: Callable[[], Any]) -> list[int]:
+    """Bytes of every allocation torch's CPU allocator served during ``fn()`` (profiler events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        prof.start()
+    try:
+        result = fn()
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    del result
+    return [int(e.nbytes()) for e in prof.profiler.kineto_results.events()
+            if e.name() == "[memory]" and e.nbytes() > 0]
+
+
+def allocation_sizes(impl: Any, call: Callable[[], Any]) -> list[int]:
+    """The buffers one ``call()`` of ``impl`` allocates, where they can be seen (torch on the CPU,
+    through the profiler; none known elsewhere)."""
+    if impl.info.backend == "torch" and getattr(impl.info, "device", "cpu") == "cpu":
+        return torch_cpu_allocations(call)
+    return []
 
 
 def _running_peak(prof: Any) -> int:
