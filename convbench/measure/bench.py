@@ -33,13 +33,14 @@ import numpy as np
 from convbench import store
 from convbench._errors import ParamError
 from convbench._progress import progress as progress_bar
+from convbench.measure import guard
 from convbench.measure.aftercheck import check_after_timing
 from convbench.measure.budget import MAX_ITEM_S, Budget, Plan, Planner, format_seconds
 from convbench.measure.calls import prepared_call
 from convbench.measure.heap import heap_policy
 from convbench.measure.hostload import cpu_times, steal_pct
 from convbench.measure.instructions import instruction_fields
-from convbench.measure.isolate import Worker
+from convbench.measure.isolate import STARTUP_TIMEOUT, Worker
 from convbench.measure.machine import device_peak, fingerprint, machine_record, peaks
 from convbench.measure.memory import (FIXED_COST_S, allocation_sizes, method_for, peak_extra_bytes, warm_up_profiler,
                                       workspace_bytes)
@@ -57,6 +58,13 @@ MIN_TIME_S = 0.2
 AFTER_CHECK = True
 #: a worker gets this many seconds beyond its item's share before it is a timeout (start-up, imports)
 ISOLATE_GRACE_S = 60.0
+#: after this many timeouts (crashes) of one implementation its other items are skipped, as
+#: ``convbench check`` gives up (convbench.verify.runner): a hanging implementation costs a couple
+#: of timeouts, not one per item
+MAX_TIMEOUTS = 2
+MAX_CRASHES = 3
+#: the grace of an isolated implementation's calls after its first (imports done by then)
+WARM_GRACE_S = 10.0
 
 
 # --- one measurement (runs in this process or in a worker) --------------------------------------
@@ -181,7 +189,8 @@ def _measure_in_worker(impl: Any, case: Any, direction: str, kwargs: dict[str, A
 
 class _Runner:
     def __init__(self, out: Path | None, budget: Budget, machine: dict[str, Any], threads: dict[str, Any],
-                 timeout_grace: float = ISOLATE_GRACE_S, clock: Callable[[], float] | None = None) -> None:
+                 timeout_grace: float = ISOLATE_GRACE_S, clock: Callable[[], float] | None = None,
+                 deadline: float | None = None) -> None:
         self.clock = clock
         self.out, self.budget, self.machine, self.threads = out, budget, machine, threads
         self.planner = Planner(budget, self._probe)
@@ -192,6 +201,24 @@ class _Runner:
         self.mem_slowdown: dict[str, float] = {}
         self.baseline: set[int] = set()  # id() of the baseline implementation
         self.after_check = AFTER_CHECK
+        #: timeouts and crashes of each implementation: after a few, its other items are skipped
+        self.timeouts: dict[str, int] = {}
+        self.called: set[str] = set()   # implementations whose worker has had a call
+        self.crashes: dict[str, int] = {}
+        #: ``time.monotonic()`` by which the whole run ends (``--deadline``), or None
+        self.end = None if deadline is None else time.monotonic() + deadline
+
+    def given_up(self, impl: Any) -> str | None:
+        """Why ``impl``'s next item is not run: the run's deadline passed, or the implementation
+        timed out or crashed too often (as ``convbench check`` gives up), else None."""
+        if self.end is not None and time.monotonic() >= self.end:
+            return "not run: the run's deadline passed"
+        name = impl.info.name
+        if self.timeouts.get(name, 0) >= MAX_TIMEOUTS:
+            return f"skipped after {self.timeouts[name]} timeouts of {name}"
+        if self.crashes.get(name, 0) >= MAX_CRASHES:
+            return f"skipped after {self.crashes[name]} crashes of {name}"
+        return None
 
     def worker(self, impl: Any) -> Any:
         """The isolate worker of an isolated implementation (one per spec, kept for the run)."""
@@ -208,9 +235,23 @@ class _Runner:
             except Exception as exc:
                 return "error", f"{type(exc).__name__}: {exc}"
         wk = self.worker(impl)
-        timeout = kw.get("budget_s", MAX_ITEM_S) * 3 + self.grace
+        # the first call of an implementation may import what it needs (torch): the full grace;
+        # after that a call is its timed work and a little more; a short --budget shortens both
+        first = impl.info.name not in self.called
+        self.called.add(impl.info.name)
+        grace = self.grace if first else min(self.grace, WARM_GRACE_S)
+        if self.budget.limited:
+            grace = min(grace, max(WARM_GRACE_S, self.budget.total_s))
+        timeout = kw.get("budget_s", MAX_ITEM_S) * 3 + grace
+        if self.end is not None:
+            timeout = max(min(timeout, self.end - time.monotonic()), 0.1)
+            wk.startup_timeout = min(STARTUP_TIMEOUT, timeout)   # loading counts against the deadline too
         res = wk.call("convbench.measure.bench:_measure_in_worker", case, direction, kw, impl.info.name,
                       timeout=timeout)
+        if res.status == "timeout":
+            self.timeouts[impl.info.name] = self.timeouts.get(impl.info.name, 0) + 1
+        elif res.status == "crashed":
+            self.crashes[impl.info.name] = self.crashes.get(impl.info.name, 0) + 1
         return (res.status, res.value) if res.ok else (res.status, res.message.strip().splitlines()[0] if res.message else res.status)
 
     def _measure_settled(self, impl: Any, case: Any, direction: str, **kw: Any) -> tuple[str, Any, float | None]:
@@ -242,6 +283,10 @@ class _Runner:
     def item(self, impl: Any, case: Any, direction: str, base: dict[str, Any]) -> dict[str, Any]:
         rec = dict(base, status="ok", reason="", t_median_s=None, t_min_s=None, t_iqr_s=None, samples=[],
                    gflops=None, pct_peak=None, peak_mem_bytes=None)
+        why = self.given_up(impl)
+        if why:   # said without asking the implementation anything (its worker may be gone)
+            rec.update(status="skipped", reason=why)
+            return rec
         why = availability(impl)
         if why is None and hasattr(impl, "unsupported"):
             try:
@@ -249,6 +294,7 @@ class _Runner:
             except Exception as exc:
                 rec.update(status="error", reason=f"unsupported() raised {type(exc).__name__}: {exc}")
                 return rec
+        why = why or guard.too_big(case)   # before any array is made
         if why:
             rec.update(status="skipped", reason=why)
             return rec
@@ -265,7 +311,10 @@ class _Runner:
         # until measured: the profiler adds little per torch call; tracemalloc up to ~20x on
         # pure-Python loops that allocate an object per product
         slow = self.mem_slowdown.get(impl.info.name, 2.0 if impl.info.backend == "torch" else 20.0)
-        status, res, first_call = self._measure_settled(impl, case, direction, budget_s=min(plan.share, MAX_ITEM_S),
+        budget_s = min(plan.share, MAX_ITEM_S)
+        if self.end is not None:
+            budget_s = max(min(budget_s, self.end - time.monotonic()), 1e-3)
+        status, res, first_call = self._measure_settled(impl, case, direction, budget_s=budget_s,
                                                         memory=plan.memory, mem_slowdown=slow,
                                                         after_check=self.after_check)
         if status != "ok":
@@ -332,7 +381,7 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
               directions: tuple[str, ...] = DIRECTIONS, machine: dict[str, Any] | None = None,
               clock: Callable[[], float] | None = None, timeout_grace: float = ISOLATE_GRACE_S,
               baseline: Any | None = None, interleave_rounds: bool = True, metric: str = "time",
-              after_check: bool | None = None) -> list[dict[str, Any]]:
+              after_check: bool | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
     """Benchmark every implementation on every case, forward and backward; append the records.
 
     Parameters
@@ -375,6 +424,11 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
     after_check : bool, optional
         Check each timed call once more on fresh inputs after its timing (default
         :data:`AFTER_CHECK`); a failure makes the record ``failed``, its times kept.
+    deadline : float, optional
+        Seconds for the whole run, whatever the budget: an isolated item still running then is a
+        ``timeout``, an in-process one gets what is left as its budget, the items after it are
+        ``skipped``. After :data:`MAX_TIMEOUTS` timeouts (:data:`MAX_CRASHES` crashes) of one
+        implementation its other items are ``skipped`` too.
 
     Returns
     -------
@@ -388,11 +442,9 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         raise ParamError(f"metric must be 'time' or 'instructions', got {metric!r}")
     if baseline is not None:
         impls = [baseline] + [i for i in impls if i is not baseline]
+    started = time.monotonic()
     done = store.done_keys(store.read(out)) if (resume and out is not None) else set()
     with thread_limits(threads) as th:
-        # the budget counts from here: fingerprinting, measuring peaks and warming the profiler
-        # too, but not setting the thread pools (torch's import, seconds on a busy machine)
-        budget_clock = Budget(budget, 0, **({"clock": clock} if clock else {}))
         if machine is None:
             fp = fingerprint()
             machine = machine_record(fp, peaks(fp))
@@ -407,8 +459,12 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                 warm_up_profiler()
             except Exception:
                 pass  # torch_cpu_peak reports its own failure where it matters
-        budget_clock.items_left = len(todo)
-        runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock)
+        # the budget counts from here, the first item: what came before (fingerprinting, measuring
+        # the peaks on a machine's first run, warming the profiler) is the same whatever is timed,
+        # and must not leave a short budget nothing to measure
+        budget_clock = Budget(budget, len(todo), **({"clock": clock} if clock else {}))
+        runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock,
+                         deadline=None if deadline is None else deadline - (time.monotonic() - started))
         runner.baseline = {id(baseline)} if baseline is not None else set()
         runner.after_check = AFTER_CHECK if after_check is None else after_check
         listeners = _listeners(impls, machine)
@@ -424,7 +480,8 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                     if n + 1 < len(todo) and todo[n + 1][1] is case:
                         continue
                     # the case is done: its implementations interleaved, then its records written
-                    for dd in directions if interleave_rounds else ():
+                    late = runner.end is not None and time.monotonic() >= runner.end
+                    for dd in directions if interleave_rounds and not late else ():
                         cap = runner.budget.share() * len(pending) if runner.budget.limited else None
                         interleave([g for g in pending if g[2] == dd], budget_cap=cap, run_id=runner.run_id,
                                    seed=n, worker_for=runner.worker, clock=clock)

@@ -1,0 +1,64 @@
+"""Hardening of ``convbench bench``: it gives up on an implementation that keeps timing out (as
+check does), ends by a run-wide deadline, and skips a case larger than the machine before making
+any array. Each test is a probe that misbehaved once."""
+from __future__ import annotations
+
+import time
+
+from _fakes import MACHINE
+
+from convbench.cases import parse_descriptor
+from convbench.measure import bench
+from convbench.measure.bench import run_bench
+from convbench.registry import get_impl, load_impl
+
+SLEEPER = '''
+import time
+from convbench.registry import Implementation, ImplInfo, register
+
+
+class Sleeper(Implementation):
+    def forward(self, p, x, w, b):
+        time.sleep(600)
+
+    def backward(self, p, dy, x, w):
+        time.sleep(600)
+
+
+sleeper = Sleeper()
+register(sleeper, op="conv2d", name="NAME", replace=True)
+'''
+CASES = [parse_descriptor(d) for d in ("n1c2h5w5o2k3", "n1c2h6w6o2k3", "n1c2h7w7o2k3")]
+
+
+def _sleeper(tmp_path, name="fake_sleeper"):
+    f = tmp_path / "sleeper.py"
+    f.write_text(SLEEPER.replace("NAME", name))
+    return load_impl(f"{f}:sleeper")
+
+
+def test_bench_gives_up_on_an_implementation_after_repeated_timeouts(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "MAX_ITEM_S", 0.3)
+    recs = run_bench([_sleeper(tmp_path)], CASES, budget=None, progress=False, machine=MACHINE, timeout_grace=1.0)
+    statuses = [r["status"] for r in recs]
+    assert statuses.count("timeout") == bench.MAX_TIMEOUTS
+    assert all(r["status"] == "skipped" and "after 2 timeouts of fake_sleeper" in r["reason"]
+               for r in recs if r["status"] != "timeout")
+
+
+def test_a_run_wide_deadline_ends_the_run_and_skips_what_is_left(tmp_path):
+    t0 = time.monotonic()
+    recs = run_bench([_sleeper(tmp_path, "fake_sleeper_late"), get_impl("im2col")], CASES, budget=None, progress=False,
+                     machine=MACHINE, deadline=6.0)
+    took = time.monotonic() - t0
+    assert took < 40, took
+    assert recs[0]["status"] == "timeout"   # stopped at the deadline, not after its own timeout
+    rest = recs[1:]
+    assert rest and all(r["status"] == "skipped" and "deadline passed" in r["reason"] for r in rest)
+
+
+def test_a_case_larger_than_the_machine_is_skipped_before_any_array(monkeypatch):
+    huge = parse_descriptor("n1000000c1000000h56w56o64k3")
+    recs = run_bench([get_impl("im2col")], [huge], budget=None, progress=False, machine=MACHINE)
+    assert [r["status"] for r in recs] == ["skipped", "skipped"]
+    assert all("PiB" in r["reason"] and "available" in r["reason"] for r in recs)
