@@ -8,10 +8,12 @@ nothing of the file. One file per machine fingerprint (:func:`crossover_path`), 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from convbench import store
 from convbench.measure.machine import cache_dir, fingerprint
@@ -53,16 +55,37 @@ def compact_crossover(path: str | Path, max_bytes: int = 8 << 20) -> bool:
             return False
     except OSError:
         return False
-    latest: dict[tuple[str, ...], dict[str, Any]] = {}
-    for rec in store.read(path):
-        key = tuple(str(rec.get(k)) for k in ("op", "impl", "descriptor", "direction", "dtype"))
-        latest.pop(key, None)   # re-inserted last: the file keeps the order of the latest lines
-        latest[key] = rec
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(store.encode_line(r) for r in latest.values())
-    os.replace(tmp, path)
+    # under the file's lock: a line another run appends meanwhile waits, then goes to the new file
+    with _locked(path, fcntl.LOCK_EX):
+        latest: dict[tuple[str, ...], dict[str, Any]] = {}
+        for rec in store.read(path):
+            key = tuple(str(rec.get(k)) for k in ("op", "impl", "descriptor", "direction", "dtype"))
+            latest.pop(key, None)   # re-inserted last: the file keeps the order of the latest lines
+            latest[key] = rec
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            f.writelines(store.encode_line(r) for r in latest.values())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)   # the rename itself on disk
+        finally:
+            os.close(dir_fd)
     return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path, how: int) -> Iterator[None]:
+    """Hold ``path``'s lock file (``<path>.lock``, beside it): exclusive to rewrite the file,
+    shared to append to it."""
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
 
 
 def bench_listener(machine: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
@@ -83,7 +106,8 @@ def bench_listener(machine: dict[str, Any]) -> Callable[[dict[str, Any]], None] 
         if not writable[0] or rec.get("status") != "ok":
             return
         try:
-            store.append(path, crossover_line(rec), fsync=False)
+            with _locked(path, fcntl.LOCK_SH):
+                store.append(path, crossover_line(rec), fsync=False)
         except OSError as exc:
             writable[0] = False
             warnings.warn(f"convbench: cannot add to the crossover file {path} ({exc}); set CONVBENCH_CROSSOVER "

@@ -62,3 +62,37 @@ def test_a_case_larger_than_the_machine_is_skipped_before_any_array(monkeypatch)
     recs = run_bench([get_impl("im2col")], [huge], budget=None, progress=False, machine=MACHINE)
     assert [r["status"] for r in recs] == ["skipped", "skipped"]
     assert all("PiB" in r["reason"] and "available" in r["reason"] for r in recs)
+
+
+def test_compacting_the_crossover_file_loses_no_line_appended_meanwhile(tmp_path, monkeypatch):
+    """A bench appending while another run compacts: the append waits for the rewrite and lands
+    in the new file (without the lock it went to the old one, replaced a moment later)."""
+    import threading
+
+    from convbench import store
+    from impls import _crossover
+
+    path = tmp_path / "crossover.jsonl"
+    for i in range(50):
+        store.append(path, {"op": "conv2d", "impl": f"i{i}", "descriptor": "d", "direction": "forward",
+                            "dtype": "float32", "status": "ok", "t_median_s": 1.0}, fsync=False)
+    real_read = store.read
+    appended = threading.Event()
+
+    def slow_read(p, **kw):   # the rewrite's read, with a concurrent append in the middle of it
+        recs = real_read(p, **kw)
+        threading.Thread(target=add_one).start()
+        appended.wait(2)
+        return recs
+
+    def add_one():
+        with _crossover._locked(path, __import__("fcntl").LOCK_SH):
+            store.append(path, {"op": "conv2d", "impl": "late", "descriptor": "d", "direction": "forward",
+                                "dtype": "float32", "status": "ok", "t_median_s": 2.0}, fsync=False)
+        appended.set()
+
+    monkeypatch.setattr(store, "read", slow_read)
+    assert _crossover.compact_crossover(path, max_bytes=10)
+    appended.wait(10)
+    monkeypatch.setattr(store, "read", real_read)
+    assert "late" in {r["impl"] for r in store.read(path)}
