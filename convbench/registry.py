@@ -251,11 +251,11 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
         path = Path(target)
         if not path.is_file():
             raise ParamError(f"impl spec {spec!r}: no file {target!r}")
-        before = set(REGISTRY)
+        before = dict(REGISTRY)
         module = _import_file(path)
         abs_spec = f"{path.resolve()}:{attr}"
     else:
-        before = set(REGISTRY)
+        before = dict(REGISTRY)
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
@@ -266,7 +266,9 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
         if not hasattr(obj, part):
             raise ParamError(f"impl spec {spec!r}: {target!r} has no {attr!r}{_candidates(module, attr)}")
         obj = getattr(obj, part)
-    for key in set(REGISTRY) - before:  # what the file registered itself runs isolated too
+    # what the file registered itself runs isolated too, a name registered afresh (replace=True)
+    # as much as a new one
+    for key in [k for k, inst in REGISTRY.items() if before.get(k) is not inst]:
         REGISTRY[key].info = dataclasses.replace(REGISTRY[key].info, isolate=True, spec=abs_spec)
     stem = Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1]
     # the file's stem keeps two files' `conv2d` functions apart: my_conv.py:conv2d -> my_conv_conv2d

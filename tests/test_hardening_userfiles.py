@@ -131,3 +131,16 @@ def test_deadline_must_be_positive_seconds(value, capsys):
     assert main(["check", "--impl", "im2col", "--deadline", value]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert repr(value) in line
+
+
+def test_a_file_that_registers_a_name_again_is_isolated_like_a_new_one(tmp_path):
+    from convbench.registry import load_impl
+
+    src = ("from convbench.registry import Implementation, ImplInfo, register\n"
+           "class Mine(Implementation):\n    pass\n"
+           "mine = Mine()\nregister(mine, op='conv2d', name='fake_registered_twice', replace=True)\n")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "twice.py").write_text(src)
+        impl = load_impl(f"{tmp_path / d / 'twice.py'}:mine")
+        assert impl.info.isolate and impl.info.spec.startswith(str(tmp_path / d)), impl.info
