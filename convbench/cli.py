@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_seconds, default=None, metavar="S", help="seconds for the whole run")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
     p.add_argument("--resume", action="store_true", help="skip what --out already holds")
+    p.add_argument("--deadline", type=_seconds, default=None, metavar="S",
+                   help="seconds for the whole run, whatever the budget: an item still running then is a timeout, "
+                        "the rest skipped")
     _add_executor(p)
     p.add_argument("--baseline", default=None, metavar="SPEC",
                    help="time SPEC interleaved with the implementations (old code against new) and compare")
@@ -252,10 +255,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     impls, cases = _selection(args, "quick")
     if args.metric == "instructions" and valgrind_missing():
         raise UsageError(str(valgrind_missing()))
-    if args.executor and args.executor != "local" and (args.baseline or args.metric != "time"):
-        raise UsageError(f"--executor {args.executor}: --baseline and --metric instructions measure side by side on "
+    if args.executor and args.executor != "local" and (args.baseline or args.metric != "time" or args.deadline):
+        raise UsageError(f"--executor {args.executor}: --baseline, --deadline and --metric instructions are for runs on "
                          f"this machine; run them without a cluster")
-    baseline = load_impl(args.baseline, op=args.op) if args.baseline else None
+    baseline = _load_baseline(args) if args.baseline else None
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:
         if ex.remote:
@@ -263,7 +266,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    resume=args.resume)
         else:  # here, one benchmark at a time
             records = run_bench(impls, cases, out=out, budget=args.budget, threads=args.threads, resume=args.resume,
-                                baseline=baseline, interleave_rounds=not args.no_interleave, metric=args.metric)
+                                baseline=baseline, interleave_rounds=not args.no_interleave, metric=args.metric,
+                                deadline=None if args.deadline is None else max(_left(args), 0.1))
     print(format_summary(records))
     if args.load_failed:
         return 2
@@ -282,6 +286,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("nothing was measured (the reasons are above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _load_baseline(args: argparse.Namespace) -> Any:
+    """The implementation ``--baseline`` names, loaded as ``--impl`` is (a user's file only in an
+    isolated worker); one that cannot be loaded is a usage error."""
+    spec = args.baseline
+    if is_user_spec(spec) and not all(spec.rpartition(":")[::2]):
+        raise UsageError(f"--baseline {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
+    try:
+        if is_user_spec(spec):
+            return load_isolated(spec, args.op, max(_left(args), 0.1) if args.deadline else LOAD_TIMEOUT)
+        return load_impl(spec, op=args.op)
+    except LoadError as exc:
+        raise UsageError(f"--baseline {spec!r}: {_one_line(str(exc))}") from None
 
 
 def _threshold(text: str) -> float:

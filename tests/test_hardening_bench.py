@@ -3,6 +3,8 @@ check does), ends by a run-wide deadline, and skips a case larger than the machi
 any array. Each test is a probe that misbehaved once."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from _fakes import MACHINE
@@ -96,3 +98,36 @@ def test_compacting_the_crossover_file_loses_no_line_appended_meanwhile(tmp_path
     appended.wait(10)
     monkeypatch.setattr(store, "read", real_read)
     assert "late" in {r["impl"] for r in store.read(path)}
+
+
+CLI = [sys.executable, "-m", "convbench.cli"]
+
+
+def test_bench_deadline_on_the_command_line_ends_a_hanging_run(tmp_path):
+    f = tmp_path / "sleeper.py"
+    f.write_text(SLEEPER.replace("NAME", "fake_sleeper_cli"))
+    t0 = time.monotonic()
+    p = subprocess.run(CLI + ["bench", "--impl", f"{f}:sleeper", "--case", "n1c2h5w5o2k3", "--deadline", "20",
+                              "--no-interleave"], capture_output=True, text=True, timeout=300)
+    assert time.monotonic() - t0 < 60           # the deadline and a few process starts, not 600 s
+    assert p.returncode == 1, p.stderr          # nothing measured, said, no traceback
+    assert "timeout" in p.stdout and "deadline passed" in p.stdout and "Traceback" not in p.stderr
+    assert "nothing was measured" in p.stderr
+
+
+def test_bench_baseline_file_is_loaded_in_a_worker_and_its_failure_is_one_line(tmp_path):
+    f = tmp_path / "exits.py"
+    f.write_text("import os\nos._exit(3)\n")
+    p = subprocess.run(CLI + ["bench", "--impl", "im2col", "--case", "n1c2h5w5o2k3", "--baseline", f"{f}:conv"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--baseline" in lines[0] and str(f) in lines[0], p.stderr
+
+
+def test_bench_refuses_what_only_runs_here_on_a_cluster():
+    # refused before any connection: the address need not exist
+    p = subprocess.run(CLI + ["bench", "--impl", "im2col", "--deadline", "5", "--executor", "dask://127.0.0.1:9"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "--executor dask://127.0.0.1:9" in p.stderr and "--deadline" in p.stderr and "Traceback" not in p.stderr
