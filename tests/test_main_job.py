@@ -27,7 +27,7 @@ def job_world(monkeypatch):
     seen = {"events": [], "bench": []}
     impls = {op: [FakeConv(clock, n) for n in ("a_impl", "torch_cpu", "z_impl")] for op in ("conv2d", "conv1d")}
 
-    def fake_checks(impls_, cases):
+    def fake_checks(impls_, cases, **kw):
         seen["events"].append(("check", cases[0].op, [i.info.name for i in impls_]))
         return [{"impl": i.info.name, "status": "failed" if i.info.name == "z_impl" else "passed"} for i in impls_]
 
@@ -87,7 +87,8 @@ def test_bad_arguments_are_named_before_anything_runs(tmp_path, job_world, kw, m
 
 
 def test_convbench_run_reports_what_the_engine_made(tmp_path, monkeypatch, capsys):
-    def fake_job(out, budget, ops, *, mine, say, note):
+    def fake_job(out, budget, ops, *, mine, executor, say, note):
+        assert executor is not None and not executor.remote     # --executor local by default
         assert mine == []
         say("== conv2d: (the engine's lines)")
         bench = write_jsonl(out / "bench.jsonl", bench_records())
@@ -102,8 +103,6 @@ def test_convbench_run_reports_what_the_engine_made(tmp_path, monkeypatch, capsy
     text = capsys.readouterr().out
     assert text.startswith("== conv2d: (the engine's lines)") and "im2col" in text
     assert (out / "report.md").exists() and (out / "index.html").exists() and f"report: {out / 'report.md'}" in text
-
-
 
 
 def test_the_users_implementations_come_right_after_the_baseline_and_choose_the_operators(tmp_path, job_world):

@@ -371,7 +371,7 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
             "flops": flops, "bytes_min": bytes_min, "intensity": flops / bytes_min if bytes_min else None,
             "workspace_bytes": workspace_bytes(impl, p, case.dtype, direction), "threads": runner.threads,
             "choice": choice, "chosen_by": chosen_by,
-            **({"role": "baseline"} if id(impl) in runner.baseline else {}),
+            **({"role": "baseline"} if id(impl) in getattr(runner, "baseline", ()) else {}),
             **({"includes_forward": True} if direction == "backward" and
                getattr(impl.info, "backward_includes_forward", False) else {})}
 
@@ -475,6 +475,7 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                     rec = _run_item(runner, impl, case, d)
                     if metric == "instructions" and rec["status"] == "ok":
                         rec.update(instruction_fields(impl, case, d))
+                    _tell(listeners, rec)   # at once: a listener timed next on this case (fastest) reads it
                     pending.append((impl, case, d, rec))
                     advance(f"{impl.info.name} {case.id} {d}")
                     if n + 1 < len(todo) and todo[n + 1][1] is case:
@@ -488,7 +489,6 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                     for *_, r in pending:
                         if out is not None:
                             store.append(out, r)
-                        _tell(listeners, r)
                     pending = []
         finally:
             runner.close()
