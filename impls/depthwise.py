@@ -1,14 +1,16 @@
-"""Depthwise conv2d (one input channel per group): shifted multiply-adds over each image plane.
+"""Depthwise conv2d (one input channel per group): shifted sums of products over each channel's planes.
 
 A depthwise layer has no GEMM worth the name (its inner dimension is ``kh*kw``), so this family
-does what the hardware can do with NumPy alone: every ``(image, channel)`` plane is zero-padded
-and split into its stride phases once, and each kernel tap is one element-wise multiply-add of a
-contiguous window of those planes by the tap's weight, for a cache-sized block of planes at a
-time. See docs/fast-algorithms.md ("depthwise").
+does what the hardware can do with NumPy alone: the image planes are zero-padded and split into
+their stride phases once, channel by channel (a channel's planes of every image one after the
+other), and the kernel taps that share a column offset are summed in one ``np.einsum`` call, a
+fused multiply-add per tap over contiguous windows of those planes, for a cache-sized block of
+channels at a time. See docs/fast-algorithms.md ("depthwise").
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -16,13 +18,19 @@ from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from impls._fast_common import Geometry, geometry, phase_ranges, pool, scratch, workers, zero_border
 
-__all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells", "block_planes"]
+__all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells", "phase_taps", "blocks",
+           "channel_blocks"]
 
-#: bytes of the planes one block of the element-wise passes touches (source window, output,
-#: product): within the 512 KiB L2 of the AMD EPYC VM (blocks of 128 KiB-2 MiB measured; 128 KiB lost)
-_BLOCK_BYTES = 512 << 10
+#: elements of one array a block of the passes touches (a window, its output): 64 Ki float32
+#: values, 256 KiB, so that a block's operands stay in the 512 KiB L2 of the AMD EPYC VM
+_BLOCK_ELEMS = 1 << 16
+#: positions per block from which one ``einsum`` sums all the taps of a phase (below, its outer
+#: loops cost more than the passes it saves)
+_FUSED_RUN = 8192
 #: elements of work (outputs x taps) from which the blocks are shared with a second thread
 _THREADED_WORK = 1 << 20
+
+_Block = tuple[int, int, int, int]   # channels [c0, c1), positions [m0, m1) of their grids
 
 
 def is_depthwise(p: Conv2dParams) -> bool:
@@ -32,8 +40,8 @@ def is_depthwise(p: Conv2dParams) -> bool:
 
 def plane_geometry(p: Conv2dParams) -> Geometry:
     """The shifted-view geometry of every ``(image, channel)`` plane taken as an image of its own:
-    plane ``r`` occupies ``[r*L, (r+1)*L)`` of each phase, ``L = Hq*Wq``, and tap ``(u, v)`` of
-    output ``(i, j)`` sits at offset ``off`` from position ``i*Wq + j`` of its phase."""
+    each phase holds ``Hq*Wq`` cells per plane, and tap ``(u, v)`` of output ``(i, j)`` sits at
+    offset ``off`` from position ``i*Wq + j`` of its phase."""
     return geometry(dataclasses.replace(p, n=p.n * p.c, c=1, o=1, groups=1))
 
 
@@ -43,36 +51,110 @@ def geometry_cells(p: Conv2dParams) -> int:
     return g.hq * g.wq
 
 
-def block_planes(plane: int, itemsize: int) -> int:
-    """Planes per block: a source window, an output and a product of ``plane`` elements each
-    within :data:`_BLOCK_BYTES` (at least one plane)."""
-    return max(1, _BLOCK_BYTES // (3 * plane * itemsize))
+@dataclasses.dataclass(frozen=True)
+class _Taps:
+    """The kernel taps that read one phase: a rectangle of ``rows x cols`` taps, tap
+    ``taps[i*cols + j]`` (index ``u*kw + v``) reading the phase at offset
+    ``start + i*row + j*col`` from its output's position (``row`` a whole number of grid rows)."""
+
+    phase: int
+    start: int
+    rows: int
+    row: int
+    cols: int
+    col: int
+    taps: tuple[int, ...]
 
 
-def _blocks(planes: int, per: int) -> list[tuple[int, int]]:
-    return [(s, min(s + per, planes)) for s in range(0, planes, per)]
+@functools.lru_cache(maxsize=256)
+def phase_taps(p: Conv2dParams) -> tuple[_Taps, ...]:
+    """Per phase of :func:`plane_geometry`, its taps. Kernel rows ``u`` with ``u*dh`` in one
+    residue mod ``sh`` are ``sh/gcd(dh, sh)`` apart, so their grid-row offsets ``u*dh // sh``
+    are evenly spaced; columns likewise: every phase's taps form an evenly spaced rectangle."""
+    g = plane_geometry(p)
+    (sh, sw), (dh, dw) = p.stride, p.dilation
+    out = []
+    for k, (pa, pb) in enumerate(g.phases):
+        us = [u for u in range(p.kh) if u * dh % sh == pa]
+        vs = [v for v in range(p.kw) if v * dw % sw == pb]
+        a = [u * dh // sh for u in us]
+        b = [v * dw // sw for v in vs]
+        out.append(_Taps(k, a[0] * g.wq + b[0], len(a), (a[-1] - a[0]) // max(1, len(a) - 1) * g.wq,
+                         len(b), (b[-1] - b[0]) // max(1, len(b) - 1), tuple(u * p.kw + v for u in us for v in vs)))
+    return tuple(out)
 
 
-def _run_blocks(blocks: list[tuple[int, int]], work: int, fn) -> None:
-    """``fn(start, stop, tag)`` over the blocks, shared with a pool thread when there is enough
-    work and more than one thread allowed (NumPy's ufunc loops release the GIL). The two halves
-    write disjoint planes; ``tag`` keeps their scratch apart."""
-    if len(blocks) > 1 and work >= _THREADED_WORK and workers() > 1:
-        half = (len(blocks) + 1) // 2
+def blocks(channels: int, span: int, elems: int) -> list[_Block]:
+    """Blocks of at most ``elems`` grid positions: whole channels (``span`` positions each) while
+    one fits, else one channel cut into equal runs of positions."""
+    if span <= elems:
+        return channel_blocks(channels, span, elems)
+    parts = -(-span // elems)
+    cuts = [span * i // parts for i in range(parts + 1)]
+    return [(c, c + 1, a, b) for c in range(channels) for a, b in zip(cuts, cuts[1:])]
+
+
+def channel_blocks(channels: int, span: int, elems: int) -> list[_Block]:
+    """Blocks of whole channels (at least one), at most ``elems`` positions where one fits."""
+    per = max(1, elems // span)
+    return [(c, min(c + per, channels), 0, span) for c in range(0, channels, per)]
+
+
+def _run_blocks(todo: list[_Block], work: int, fn) -> None:
+    """``fn(block, tag)`` over the blocks, shared with a pool thread when there is enough work and
+    more than one thread allowed (NumPy's einsum and ufunc loops release the GIL). The two halves
+    write disjoint channels or positions; ``tag`` keeps their scratch apart."""
+    if len(todo) > 1 and work >= _THREADED_WORK and workers() > 1:
+        half = (len(todo) + 1) // 2
 
         def second() -> None:
-            for s, e in blocks[half:]:
-                fn(s, e, "b")
+            for blk in todo[half:]:
+                fn(blk, "b")
 
         fut = pool().submit(second)
         try:
-            for s, e in blocks[:half]:
-                fn(s, e, "a")
+            for blk in todo[:half]:
+                fn(blk, "a")
         finally:
             fut.result()
         return
-    for s, e in blocks:
-        fn(s, e, "a")
+    for blk in todo:
+        fn(blk, "a")
+
+
+def _window(flat: np.ndarray, start: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A view of the 1-D contiguous ``flat`` from element ``start`` with ``shape`` and element
+    ``strides`` (the windows of several taps, overlapping, no copy)."""
+    it = flat.itemsize
+    return np.ndarray(shape, flat.dtype, buffer=flat, offset=start * it, strides=tuple(st * it for st in strides))
+
+
+def _tap_sum(dst: np.ndarray, terms: list[tuple[np.ndarray, int, _Taps, np.ndarray]], blk: _Block,
+             span: int, tmp: np.ndarray) -> None:
+    """``dst[c, m] = sum over terms (flat, start, taps, wts) of sum over i, j of
+    flat[start + c*span + i*row + j*col + m] * wts[c, i, j]`` for the block's channels and
+    positions. Runs of at least :data:`_FUSED_RUN` positions: one ``einsum`` per term over all its
+    taps, iterated with the positions innermost (its fused multiply-add loop, one pass per tap);
+    shorter runs: one ``einsum`` per column of taps (einsum's outer loops cost more there), the
+    columns added in order. Either way a plain sum of products in a fixed order."""
+    c0, c1, m0, m1 = blk
+    nc, nm = c1 - c0, m1 - m0
+    first = True
+    for flat, start, t, wts in terms:
+        base = start + c0 * span + m0
+        if nm >= _FUSED_RUN:
+            win = _window(flat, base, (nc, t.rows, t.cols, nm), (span, t.row, t.col, 1))
+            np.einsum("cab,cabm->mc", wts[c0:c1], win, out=(dst if first else tmp).T, order="F")
+            if not first:
+                np.add(dst, tmp, out=dst)
+            first = False
+            continue
+        for j in range(t.cols):
+            win = _window(flat, base + j * t.col, (nc, t.rows, nm), (span, t.row, 1))
+            np.einsum("ca,cam->cm", wts[c0:c1, :, j], win, out=dst if first else tmp)
+            if not first:
+                np.add(dst, tmp, out=dst)
+            first = False
 
 
 def _tail(g: Geometry) -> int:
@@ -81,69 +163,54 @@ def _tail(g: Geometry) -> int:
 
 
 def _planes(p: Conv2dParams, g: Geometry, x: np.ndarray, tag: str) -> np.ndarray:
-    """NCHW ``x`` -> zero-padded stride phases of its planes, ``(phases, N*C*L + extra)``: copies
-    whose inner runs are image rows (plane by plane, no transpose)."""
-    nc = p.n * p.c
+    """NCHW ``x`` -> zero-padded stride phases of its planes, channel by channel:
+    ``(phases, C*N*Hq*Wq + tail)``, plane ``(n, c)`` at ``(c*N + n)*Hq*Wq``. Copies whose inner
+    runs are image rows (no transpose inside a plane)."""
     out = scratch(tag, (len(g.phases), g.rows + _tail(g)), x.dtype)
     out[:, g.rows:] = 0
-    xs = x.reshape(nc, p.h, p.w)
+    xs = x.transpose(1, 0, 2, 3)
     for k, (a, b) in enumerate(g.phases):
         iq, jq, rs, cs = phase_ranges(p, a, b)
-        img = out[k, :g.rows].reshape(nc, g.hq, g.wq)
+        img = out[k, :g.rows].reshape(p.c, p.n, g.hq, g.wq)
         zero_border(img, iq, jq)
-        img[:, iq, jq] = xs[:, rs, cs]
+        img[:, :, iq, jq] = xs[:, :, rs, cs]
     return out
 
 
-def _taps_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
-    """``(N*C, O/C, kh*kw)`` weights of each plane's filters (the batch repeats the channels')."""
-    om = p.o // p.c
-    wt = w.reshape(p.c, om, p.kh * p.kw)
-    return np.ascontiguousarray(np.broadcast_to(wt, (p.n, p.c, om, p.kh * p.kw))).reshape(p.n * p.c, om, -1)
+def _tap_weights(p: Conv2dParams, w: np.ndarray, reverse: bool = False) -> list[np.ndarray]:
+    """Per phase, ``(C, O/C, rows, cols)`` weights of its taps (both axes reversed for the adjoint,
+    whose windows run backwards)."""
+    wt = w.reshape(p.c, p.o // p.c, p.kh * p.kw)
+    out = []
+    for t in phase_taps(p):
+        r = wt[:, :, list(t.taps)].reshape(p.c, p.o // p.c, t.rows, t.cols)
+        out.append(r[:, :, ::-1, ::-1] if reverse else r)
+    return out
 
 
-def _shifted_sum(dst: np.ndarray, src: np.ndarray, plane: int, s: int, e: int,
-                 taps: list[tuple[int, int]], wt: np.ndarray, tmp: np.ndarray) -> None:
-    """``dst (e-s, plane) = sum over taps (t, off) of src[r*plane + off : ...] * wt[r, t]`` for
-    planes ``r`` of ``[s, e)``: a contiguous window per tap, weights broadcast per plane, added in
-    tap order (a plain sum of products). ``src`` is a flat phase; ``dst`` may be strided."""
-    for i, (t, off) in enumerate(taps):
-        win = src[s * plane + off:e * plane + off].reshape(e - s, plane)
-        col = wt[s:e, t:t + 1]
-        if i == 0:
-            np.multiply(win, col, out=dst)
-        else:
-            np.multiply(win, col, out=tmp)
-            dst += tmp
+def _work(p: Conv2dParams, g: Geometry) -> int:
+    return p.n * p.o * g.hq * g.wq * len(g.taps)
 
 
 def forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """The forward (``y`` NCHW, fresh)."""
     g = plane_geometry(p)
-    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
+    om, span = p.o // p.c, p.n * g.hq * g.wq
     oh, ow = p.out_hw
     ph = _planes(p, g, x, "dw_x")
-    wt = _taps_weights(p, w)
-    ys = scratch("dw_y", (nc, om, plane), x.dtype)
-    by_phase = [[(t, off) for t, (_, _, k, off) in enumerate(g.taps) if k == kk] for kk in range(len(g.phases))]
+    taps = phase_taps(p)
+    wts = _tap_weights(p, w)
+    ys = scratch("dw_y", (p.c, om, span), x.dtype)
 
-    def block(s: int, e: int, tag: str) -> None:
-        tmp = scratch(f"dw_tmp{tag}", (e - s, plane), x.dtype)
+    def block(blk: _Block, tag: str) -> None:
+        c0, c1, m0, m1 = blk
+        tmp = scratch(f"dw_tmp{tag}", (c1 - c0, m1 - m0), x.dtype)
         for j in range(om):
-            first = True
-            for k, taps in enumerate(by_phase):
-                if not taps:
-                    continue
-                if first:
-                    _shifted_sum(ys[s:e, j], ph[k], plane, s, e, taps, wt[:, j], tmp)
-                    first = False
-                else:
-                    part = scratch(f"dw_part{tag}", (e - s, plane), x.dtype)
-                    _shifted_sum(part, ph[k], plane, s, e, taps, wt[:, j], tmp)
-                    ys[s:e, j] += part
+            terms = [(ph[t.phase], t.start, t, wt[:, j]) for t, wt in zip(taps, wts)]
+            _tap_sum(ys[c0:c1, j, m0:m1], terms, blk, span, tmp)
 
-    _run_blocks(_blocks(nc, block_planes(plane, x.itemsize)), nc * om * plane * len(g.taps), block)
-    src = ys.reshape(p.n, p.o, g.hq, g.wq)[:, :, :oh, :ow]
+    _run_blocks(blocks(p.c, span, _BLOCK_ELEMS), _work(p, g), block)
+    src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
     y = np.empty((p.n, p.o, oh, ow), x.dtype)
     if b is not None:
         np.add(src, b.reshape(-1, 1, 1), out=y)
@@ -153,79 +220,77 @@ def forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None)
 
 
 def _dy_grid(p: Conv2dParams, g: Geometry, dy: np.ndarray) -> tuple[np.ndarray, int]:
-    """``dY`` laid on each plane's ``(Hq, Wq)`` output grid, zeros past ``OH``/``OW``, after a zero
-    margin of the largest tap offset: ``(O/C, margin + N*C*L)``, and the margin."""
-    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
+    """``dY`` laid on each plane's ``(Hq, Wq)`` output grid, channel by channel as the input's
+    planes, zeros past ``OH``/``OW``, after a zero margin of the largest tap offset:
+    ``(O/C, margin + C*N*Hq*Wq)``, and the margin."""
+    om = p.o // p.c
     oh, ow = p.out_hw
     margin = _tail(g)
-    grid = scratch("dw_dy", (om, margin + nc * plane), dy.dtype)
+    grid = scratch("dw_dy", (om, margin + g.rows), dy.dtype)
     grid[:, :margin] = 0
-    view = grid[:, margin:].reshape(om, nc, g.hq, g.wq)
+    view = grid[:, margin:].reshape(om, p.c, p.n, g.hq, g.wq)
     zero_border(view, slice(0, oh), slice(0, ow))
-    view[:, :, :oh, :ow] = dy.reshape(nc, om, oh, ow).transpose(1, 0, 2, 3)
+    view[:, :, :, :oh, :ow] = dy.reshape(p.n, p.c, om, oh, ow).transpose(2, 1, 0, 3, 4)
     return grid, margin
 
 
 def _grad_weight(p: Conv2dParams, g: Geometry, ph: np.ndarray, dy: np.ndarray, grid: np.ndarray,
                  margin: int, finite: bool) -> np.ndarray:
-    """``(O, 1, kh, kw)``: per plane and tap the dot product of ``dY`` with the window of ``x`` the
-    tap read, summed over the batch. With every input value finite, over the whole grid (the
-    thrown-away positions hold zeros in ``grid``: they add exact zeros; contiguous dot products
-    took 0.4-0.9x the time of the real outputs' 3-D views on MobileNetV2's depthwise layers at
-    batch 8, the most at 14x14); else over the real outputs only,
-    so that a NaN or inf only thrown-away outputs would read stays out, as in the oracle."""
-    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
+    """``(O, 1, kh, kw)``: per channel and tap the dot product of ``dY`` with the window of ``x``
+    the tap read, over every image at once (a channel's planes are contiguous). With every input
+    value finite, over the whole grids (the thrown-away positions hold zeros in ``grid``: they add
+    exact zeros), one ``einsum`` per group of taps; else per tap over the real outputs only, so
+    that a NaN or inf only thrown-away outputs would read stays out, as in the oracle."""
+    om, span = p.o // p.c, p.n * g.hq * g.wq
     oh, ow = p.out_hw
-    dyp = dy.reshape(nc, om, oh, ow)
-    dwp = np.empty((nc, om, len(g.taps)), dy.dtype)
+    taps = phase_taps(p)
+    dwp = np.empty((p.c, om, p.kh * p.kw), dy.dtype)
+    dyp = dy.reshape(p.n, p.c, om, oh, ow).transpose(1, 2, 0, 3, 4)
 
-    def block(s: int, e: int, tag: str) -> None:
-        for t, (_, _, k, off) in enumerate(g.taps):
-            src = ph[k, s * plane + off:e * plane + off].reshape(e - s, plane)
+    def block(blk: _Block, tag: str) -> None:
+        c0, c1, _, _ = blk
+        for t in taps:
+            win = _window(ph[t.phase], t.start + c0 * span, (c1 - c0, t.rows, t.cols, span), (span, t.row, t.col, 1))
             for j in range(om):
                 if finite:
-                    d = grid[j, margin + s * plane:margin + e * plane].reshape(e - s, plane)
-                    np.einsum("rl,rl->r", d, src, out=dwp[s:e, j, t])
-                else:
-                    np.einsum("rij,rij->r", dyp[s:e, j], src.reshape(e - s, g.hq, g.wq)[:, :oh, :ow],
-                              out=dwp[s:e, j, t])
+                    d = grid[j, margin + c0 * span:margin + c1 * span].reshape(c1 - c0, span)
+                    dwp[c0:c1, j, list(t.taps)] = np.einsum("cm,cabm->cab", d, win).reshape(c1 - c0, -1)
+                    continue
+                for i, tap in enumerate(t.taps):
+                    src = win[:, i // t.cols, i % t.cols].reshape(c1 - c0, p.n, g.hq, g.wq)[:, :, :oh, :ow]
+                    np.einsum("cnij,cnij->c", dyp[c0:c1, j], src, out=dwp[c0:c1, j, tap])
 
-    _run_blocks(_blocks(nc, block_planes(plane, dy.itemsize)), nc * om * plane * len(g.taps), block)
-    return dwp.reshape(p.n, p.o, len(g.taps)).sum(axis=0).reshape(p.o, 1, p.kh, p.kw)
+    _run_blocks(channel_blocks(p.c, span, _BLOCK_ELEMS), _work(p, g), block)
+    return dwp.reshape(p.o, 1, p.kh, p.kw)
 
 
 def _grad_input(p: Conv2dParams, g: Geometry, dy: np.ndarray, w: np.ndarray, grid: np.ndarray,
                 margin: int) -> np.ndarray:
     """The adjoint, gathered from ``grid`` (:func:`_dy_grid`): phase ``k`` of the padded input
-    gradient at position ``q`` is ``sum over its taps of grid[q - off] * w``, a shifted
-    multiply-add like the forward's (the grid's zero rows and columns absorb the windows that run
-    past a plane's edge). The phases are folded back to NCHW."""
-    nc, om, plane = p.n * p.c, p.o // p.c, g.hq * g.wq
-    wt = _taps_weights(p, w)
-    dph = scratch("dw_dx", (len(g.phases), nc, plane), dy.dtype)
-    by_phase = [[(t, margin - off) for t, (_, _, k, off) in enumerate(g.taps) if k == kk]
-                for kk in range(len(g.phases))]
+    gradient at position ``q`` is ``sum over its taps of grid[q - off] * w``, shifted sums like
+    the forward's over the groups' windows taken backwards (the grid's zero rows and columns
+    absorb the windows that run past a plane's edge). The phases are folded back to NCHW."""
+    om, span = p.o // p.c, p.n * g.hq * g.wq
+    taps = phase_taps(p)
+    wts = _tap_weights(p, w, reverse=True)
+    dph = scratch("dw_dx", (len(g.phases), p.c, span), dy.dtype)
 
-    def block(s: int, e: int, tag: str) -> None:
-        tmp = scratch(f"dw_tmp{tag}", (e - s, plane), dy.dtype)
-        for k, taps in enumerate(by_phase):
-            for j in range(om):
-                if j == 0:
-                    _shifted_sum(dph[k, s:e], grid[j], plane, s, e, taps, wt[:, j], tmp)
-                else:
-                    part = scratch(f"dw_part{tag}", (e - s, plane), dy.dtype)
-                    _shifted_sum(part, grid[j], plane, s, e, taps, wt[:, j], tmp)
-                    dph[k, s:e] += part
+    def block(blk: _Block, tag: str) -> None:
+        c0, c1, m0, m1 = blk
+        tmp = scratch(f"dw_tmp{tag}", (c1 - c0, m1 - m0), dy.dtype)
+        for t, wt in zip(taps, wts):
+            last = t.start + (t.rows - 1) * t.row + (t.cols - 1) * t.col
+            terms = [(grid[j], margin - last, t, wt[:, j]) for j in range(om)]
+            _tap_sum(dph[t.phase, c0:c1, m0:m1], terms, blk, span, tmp)
 
-    _run_blocks(_blocks(nc, block_planes(plane, dy.itemsize)), nc * om * plane * len(g.taps), block)
+    _run_blocks(blocks(p.c, span, _BLOCK_ELEMS), _work(p, g), block)
     covered = len(g.phases) == p.stride[0] * p.stride[1]
-    dx = (np.empty if covered else np.zeros)((nc, p.h, p.w), dy.dtype)
+    dx = (np.empty if covered else np.zeros)((p.n, p.c, p.h, p.w), dy.dtype)
+    dxs = dx.transpose(1, 0, 2, 3)
     for k, (a, b) in enumerate(g.phases):
         iq, jq, rs, cs = phase_ranges(p, a, b)
-        dx[:, rs, cs] = dph[k].reshape(nc, g.hq, g.wq)[:, iq, jq]
-    return dx.reshape(p.n, p.c, p.h, p.w)
-
-
+        dxs[:, :, rs, cs] = dph[k].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq]
+    return dx
 @register(op="conv2d", name="depthwise", backend="numpy", device="cpu", exact=True, algorithm="direct",
           description="depthwise conv2d (groups == in_channels): per image plane, zero-padded stride "
                       "phases and one contiguous element-wise multiply-add per kernel tap, in "

@@ -65,16 +65,52 @@ def test_bit_exact_against_torch_float64(shape, dtype):
     _check_exact(_params(*shape), dtype)
 
 
+@pytest.mark.parametrize("split", ["channels", "positions"])
 @pytest.mark.parametrize("shape", SHAPES[:4] + SHAPES[-1:], ids=[str(i) for i in range(5)])
-def test_blocks_and_threads_change_nothing(shape, monkeypatch):
-    """One plane per block and the second thread taking half of them: the same exact results
-    (a block that wrote outside its planes, or a thread sharing another's scratch, would not)."""
-    monkeypatch.setattr(depthwise, "_BLOCK_BYTES", 1)
+def test_blocks_and_threads_change_nothing(shape, split, monkeypatch):
+    """Blocks of two channels, or each channel cut into three runs of positions, with the second
+    thread taking half of them: the same exact results (a block that wrote outside its channels
+    or positions, or a thread sharing another's scratch, would not)."""
+    p = _params(*shape)
+    g = depthwise.plane_geometry(p)
+    span = p.n * g.hq * g.wq
+    elems = 2 * span + 1 if split == "channels" else span // 3 + 1
+    monkeypatch.setattr(depthwise, "_BLOCK_ELEMS", elems)
     monkeypatch.setattr(depthwise, "_THREADED_WORK", 0)
     monkeypatch.setattr(depthwise, "workers", lambda: 2)
-    p = _params(*shape)
-    assert depthwise.block_planes(9, 4) == 1
+    assert len(depthwise.blocks(p.c, span, elems)) == (-(-p.c // 2) if split == "channels" else 3 * p.c)
     _check_exact(p, "float32")
+
+
+@pytest.mark.parametrize("channels, span, elems", [(5, 10, 25), (3, 10, 4), (1, 7, 7), (4, 9, 1)])
+def test_blocks_cover_every_position_once(channels, span, elems):
+    seen = np.zeros((channels, span), int)
+    for c0, c1, m0, m1 in depthwise.blocks(channels, span, elems):
+        assert (c1 - c0) * (m1 - m0) <= max(elems, m1 - m0)
+        seen[c0:c1, m0:m1] += 1
+    assert (seen == 1).all()
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[str(i) for i in range(len(SHAPES))])
+def test_one_einsum_per_phase_is_exact_too(shape, monkeypatch):
+    """Runs of positions long enough (every run here, the threshold set to one) sum all the taps
+    of a phase in one einsum: bit-exact as the column-by-column sums."""
+    monkeypatch.setattr(depthwise, "_FUSED_RUN", 1)
+    _check_exact(_params(*shape), "float32")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[str(i) for i in range(len(SHAPES))])
+def test_phase_taps_read_where_the_geometry_puts_each_tap(shape):
+    """Every tap of every phase's rectangle at the offset and phase the shifted-view geometry
+    gives it, each tap once."""
+    p = _params(*shape)
+    g = depthwise.plane_geometry(p)
+    seen = {}
+    for t in depthwise.phase_taps(p):
+        for i in range(t.rows):
+            for j in range(t.cols):
+                seen[t.taps[i * t.cols + j]] = (t.phase, t.start + i * t.row + j * t.col)
+    assert seen == {u * p.kw + v: (k, off) for u, v, k, off in g.taps}
 
 
 def test_results_owe_nothing_to_old_scratch():
@@ -85,11 +121,14 @@ def test_results_owe_nothing_to_old_scratch():
     _check_exact(p, "float32")
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["columns", "fused"])
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[3]], ids=["s1", "s2", "s3d2"])
-def test_non_finite_input_lands_where_the_oracle_puts_it(shape):
+def test_non_finite_input_lands_where_the_oracle_puts_it(shape, fused, monkeypatch):
     """An inf or NaN placed at each input position in turn: every output and gradient NaN, inf or
     finite exactly where torch float64 has them. Positions read only by the thrown-away columns of
     the planes' grids must not reach ``grad_weight`` (its dot products cover the real outputs)."""
+    if fused:
+        monkeypatch.setattr(depthwise, "_FUSED_RUN", 1)
     p = _params(*shape)
     x0, w, b, dy = _case(p, "float64")
     for bad in (np.inf, np.nan):
