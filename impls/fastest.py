@@ -41,9 +41,12 @@ _EINSUM_PENALTY = 1.5
 # Winograd's transforms: element-wise NumPy passes (each reads two operands and writes one) over
 # the input and output phases; the count follows impls/winograd.py
 _WINOGRAD_PASSES = 24
-# depthwise: float32 element-wise operations per second of its in-cache multiply and add passes
-# (one core, AMD EPYC VM, blocks of 512 KiB: about 1.7e9 multiply-add pairs a second)
+# float32 element-wise operations per second of NumPy's in-cache passes (one core, AMD EPYC VM,
+# blocks of 512 KiB: an add 0.12 ns an element, a multiply by a broadcast weight 0.27)
 _ELEM_RATE = 3.4e9
+# depthwise: taps x positions per second of einsum's fused multiply-add loop (same VM, 2026-12-03:
+# 0.16-0.18 ns per tap and position in cache)
+_TAP_RATE = 6e9
 
 
 def _gemm_s(flops: float, k: int) -> float:
@@ -76,13 +79,14 @@ def cost_model(name: str, p: Conv2dParams, dtype: str, direction: str) -> float:
         s *= passes * (1 + (direction != "forward"))   # col2im / adjoint views: one more pass each
         return s * (_EINSUM_PENALTY if name == "stride_tricks" else 1.0)
     if name == "depthwise":
-        # impls/depthwise.py: a multiply and an add per tap over each plane's phase grid (outputs
-        # over the padded width), the planes' copy in, the crop out; backward: grad_input the
-        # same passes, grad_weight one dot product (two operations) per tap over the real outputs
+        # impls/depthwise.py: one fused multiply-add per tap over each plane's phase grid (outputs
+        # over the padded width) and, on short runs, an add per further column of taps; the
+        # planes' copy in, the crop out; backward: grad_input the same sums, grad_weight one dot
+        # product per tap over the whole grid
         grid = p.n * p.o * geometry_cells(p)
-        s = (2 * k2 * grid) / _ELEM_RATE + (nx + ny) * item / _BW
+        s = k2 * grid / _TAP_RATE + (p.kw - 1) * grid / _ELEM_RATE + (nx + ny) * item / _BW
         if direction != "forward":
-            s += (2 * k2 * grid + 2 * k2 * ny) / _ELEM_RATE + (nx + ny) * item / _BW
+            s += 2 * k2 * grid / _TAP_RATE + (p.kw - 1) * grid / _ELEM_RATE + (nx + ny) * item / _BW
         return s
     if name == "winograd":
         # 16 GEMMs (O/g, C/g) @ (C/g, N*Hq*Wq) over tile grids one row and column larger than the
