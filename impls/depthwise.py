@@ -26,7 +26,7 @@ __all__ = ["DepthwiseConv2d", "is_depthwise", "plane_geometry", "geometry_cells"
 _BLOCK_ELEMS = 1 << 16
 #: positions per block from which one ``einsum`` sums all the taps of a phase (below, its outer
 #: loops cost more than the passes it saves)
-_FUSED_RUN = 8192
+_FUSED_RUN = 4096
 #: elements of work (outputs x taps) from which the blocks are shared with a second thread
 _THREADED_WORK = 1 << 20
 
