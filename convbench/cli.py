@@ -185,13 +185,8 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
         load_timeout = min(load_timeout, max(_left(args), 0.1))
     impls, args.load_failed = [], []
     for spec in args.impl or []:
-        if is_user_spec(spec) and not all(spec.rpartition(":")[::2]):
-            raise UsageError(f"--impl {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
         try:
-            if is_user_spec(spec):
-                inst = load_isolated(spec, args.op, load_timeout)
-            else:
-                inst = load_impl(spec, op=args.op or "conv2d")
+            inst = _load_spec(spec, args.op, "--impl", load_timeout)
         except LoadError as exc:
             print(f"convbench {args.command}: error: --impl {spec}: {_one_line(str(exc))}", file=sys.stderr)
             args.load_failed.append(spec)
@@ -288,18 +283,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_spec(spec: str, op: str | None, flag: str, timeout: float, name_op: str | None = "conv2d") -> Any:
+    """The implementation ``spec`` names (``flag`` says which option gave it): a registered name
+    here, a user's file or module only in an isolated worker, where its import cannot hang, end or
+    print into the command; a registered name is looked up under ``op``, else ``name_op`` (None:
+    every operator). Raises LoadError when it cannot be loaded."""
+    if is_user_spec(spec):
+        if not all(spec.rpartition(":")[::2]):
+            raise UsageError(f"{flag} {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
+        return load_isolated(spec, op, timeout)
+    return load_impl(spec, op=op or name_op)
+
+
 def _load_baseline(args: argparse.Namespace) -> Any:
-    """The implementation ``--baseline`` names, loaded as ``--impl`` is (a user's file only in an
-    isolated worker); one that cannot be loaded is a usage error."""
-    spec = args.baseline
-    if is_user_spec(spec) and not all(spec.rpartition(":")[::2]):
-        raise UsageError(f"--baseline {spec!r}: expected NAME, path/to/file.py:OBJECT or package.module:OBJECT")
+    """The implementation ``--baseline`` names, loaded as ``--impl`` is; one that cannot be loaded
+    is a usage error."""
     try:
-        if is_user_spec(spec):
-            return load_isolated(spec, args.op, max(_left(args), 0.1) if args.deadline else LOAD_TIMEOUT)
-        return load_impl(spec, op=args.op)
+        return _load_spec(args.baseline, args.op, "--baseline", max(_left(args), 0.1) if args.deadline else LOAD_TIMEOUT)
     except LoadError as exc:
-        raise UsageError(f"--baseline {spec!r}: {_one_line(str(exc))}") from None
+        raise UsageError(f"--baseline {args.baseline!r}: {_one_line(str(exc))}") from None
 
 
 def _threshold(text: str) -> float:
@@ -362,8 +364,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for op in args.op or []:
         get_op(op)
-    # the user's implementations, loaded before anything is measured: a bad spec is a usage error
-    mine = [load_impl(spec, op=args.op[0] if args.op and len(args.op) == 1 else None) for spec in args.impl or []]
+    # the user's implementations, loaded before anything is measured (a file only in a worker): one
+    # that cannot be loaded is a usage error
+    mine = []
+    for spec in args.impl or []:
+        try:
+            mine.append(_load_spec(spec, args.op[0] if args.op and len(args.op) == 1 else None, "--impl", LOAD_TIMEOUT,
+                                   name_op=None))
+        except LoadError as exc:
+            raise UsageError(f"--impl {spec!r}: {_one_line(str(exc))}") from None
     for spec, impl in zip(args.impl or [], mine):
         if args.op and impl.info.op not in args.op:
             raise UsageError(f"--impl {spec} is a {impl.info.op} implementation; --op names {', '.join(args.op)}")

@@ -144,3 +144,14 @@ def test_a_file_that_registers_a_name_again_is_isolated_like_a_new_one(tmp_path)
         (tmp_path / d / "twice.py").write_text(src)
         impl = load_impl(f"{tmp_path / d / 'twice.py'}:mine")
         assert impl.info.isolate and impl.info.spec.startswith(str(tmp_path / d)), impl.info
+
+
+def test_run_imports_a_users_file_only_in_a_worker(tmp_path):
+    # a file that ends the process at import once ended `convbench run` itself (exit 7, no word)
+    bad = tmp_path / "oexit7.py"
+    bad.write_text(HOSTILE["oexit7"] + GOOD)
+    p = subprocess.run([sys.executable, "-m", "convbench.cli", "run", "--impl", f"{bad}:conv", "--out",
+                        str(tmp_path / "rep"), "--budget", "5"], capture_output=True, text=True, timeout=300)
+    (line,) = errors(p.stderr)
+    assert p.returncode == 2 and "--impl" in line and f"{bad}:conv" in line and SAYS["oexit7"] in line, p.stderr
+
