@@ -145,3 +145,25 @@ def test_the_memory_guard_uses_what_is_available(monkeypatch):
     assert guard.too_big(case) is None
     monkeypatch.setenv("CONVBENCH_AVAILABLE_MEMORY", str(need - 1))
     assert "available" in guard.too_big(case)
+
+
+def test_what_the_implementation_forked_dies_when_convbench_is_killed(tmp_path):
+    # SIGKILL of the command killed the worker at once (the kernel's parent-death signal), and the
+    # watchdog thread that would have killed the group with it: the grandchild ran on
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfds here: the watchdog alone, which dies with the worker")
+    pidfile = tmp_path / "pid"
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        from convbench.measure.isolate import Worker
+        Worker().call("_hostile:fork_and_hang", {str(pidfile)!r}, timeout=1000)
+    """)])
+    try:
+        grandchild = read_pid(pidfile, within=120)
+        assert alive(grandchild)
+        parent.kill()
+        parent.wait(30)
+        assert wait_dead(grandchild), "the implementation's child outlived convbench's SIGKILL"
+    finally:
+        parent.kill()

@@ -9,9 +9,10 @@ the verifier and the benchmark runner both send it functions by name.
 
 Containment: each child leads its own process group, and a timeout or crash kills the whole group
 (whatever the implementation forked dies with it); a child dies with the process that started it
-(``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread that kills the group once the parent is
-gone); every wait has a deadline, including the read of an answer, and a child that exits while
-something it started still holds the pipe is ``crashed`` at once; the child runs under a memory
+(``PR_SET_PDEATHSIG`` on Linux), and so does what it forked (a guardian process in its group
+kills the group once the parent or the child is gone; a watchdog thread where pidfds are
+missing); every wait has a deadline, including the read of an answer, and a child that exits
+while something it started still holds the pipe is ``crashed`` at once; the child runs under a memory
 limit (:func:`memory_limit`) so a runaway allocation is a ``MemoryError``, not the machine's.
 None of this is a sandbox: the implementation's code runs with the user's rights.
 
@@ -117,13 +118,14 @@ def _main() -> None:
     """Entry point of the child: ``python -c '...; _main()' READ_FD WRITE_FD SPEC OP PARENT DEATHSIG``."""
     rfd, wfd, spec, op = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None, sys.argv[4] or None
     parent, deathsig = int(sys.argv[5]), sys.argv[6] == "1"
-    _die_with(parent, deathsig)
+    _die_with(parent, deathsig, keep=(rfd, wfd))
     _child(ChildPipe(rfd, wfd), spec, op)
 
 
-def _die_with(parent: int, deathsig: bool) -> None:
-    """Kill this process group once ``parent`` is gone: by the kernel when it dies (Linux), and by
-    a watchdog thread that sees this process adopted by another."""
+def _die_with(parent: int, deathsig: bool, keep: tuple[int, ...] = ()) -> None:
+    """Kill this process group once ``parent`` is gone: by the kernel when it dies (Linux), by a
+    guardian process (:func:`_guard`) that outlives this one, and by a watchdog thread that sees
+    this process adopted by another. ``keep``: this process's pipes, which the guardian closes."""
     if deathsig:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -138,7 +140,44 @@ def _die_with(parent: int, deathsig: bool) -> None:
 
     if os.getppid() != parent:  # the parent died before the guard was set
         os.killpg(os.getpgid(0), signal.SIGKILL)
+    _guard(parent, keep)    # before any thread starts: forking is safe only then
     threading.Thread(target=watch, name="convbench-watchdog", daemon=True).start()
+
+
+def _guard(parent: int, keep: tuple[int, ...]) -> None:
+    """Fork a guardian into this process group that kills the group once ``parent`` (convbench)
+    or this worker ends.
+
+    The kernel's parent-death signal kills this worker at once when convbench is SIGKILLed, and
+    its watchdog thread with it: what the implementation forked would be left running. The
+    guardian waits on both processes' pidfds (Linux 5.3 and later; elsewhere the watchdog alone)
+    and takes the whole group down with it, itself included.
+    """
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return
+    try:
+        fds = [opener(parent), opener(os.getpid())]
+    except ProcessLookupError:   # convbench is already gone
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+        return
+    except OSError:
+        return   # pidfds not supported by this kernel: the watchdog alone
+    pid = os.fork()
+    if pid:
+        for fd in fds:
+            os.close(fd)
+        return
+    try:   # the guardian: holds none of the worker's pipes (their ends must close with it)
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        for fd in keep:
+            os.close(fd)
+        select.select(fds, [], [])
+    finally:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+        os._exit(0)
 
 
 def _limit_memory(impl: Any) -> None:
