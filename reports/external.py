@@ -12,7 +12,8 @@ reason, t_median_s, t_min_s, t_iqr_s, samples, flops, gflops, pct_peak, bytes_mi
 peak_mem_bytes, workspace_bytes``
 
 plus ``source`` (``"pytest-benchmark"`` or ``"asv"``), ``descriptor``, ``commit`` (or None),
-``err_ratio`` (asv's ``track_err_ratio``, forward rows; else None) and ``machine_info`` (a dict of
+``err_ratio`` (asv's ``track_err_ratio``, forward rows; else None), ``instructions`` (asv's
+``track_instructions``, forward rows of its small cases; else None) and ``machine_info`` (a dict of
 what the front end recorded about the machine). ``machine`` is a plain string (the host or asv
 machine name), ``params`` a JSON-able dict of the case's parameters, ``samples`` a list of
 seconds (empty when the front end kept none), ``status`` ``ok``, ``skipped`` or ``error``.
@@ -40,6 +41,7 @@ _ASV_KINDS = {  # asv benchmark method -> (direction, what its value is)
     "time_backward": ("backward", "time"),
     "peakmem_forward": ("forward", "peak_mem_bytes"),
     "track_err_ratio": ("forward", "err_ratio"),
+    "track_instructions": ("forward", "instructions"),
 }
 
 
@@ -50,7 +52,7 @@ def _row(**kw: Any) -> dict[str, Any]:
                            "t_min_s": None, "t_iqr_s": None, "samples": [], "flops": None, "gflops": None,
                            "pct_peak": None, "bytes_min": None, "peak_mem_bytes": None, "workspace_bytes": None,
                            "source": None, "descriptor": None, "commit": None, "err_ratio": None,
-                           "machine_info": {}}
+                           "instructions": None, "machine_info": {}}
     row.update(kw)
     t, f = row["t_median_s"], row["flops"]
     if row["status"] == "ok" and t and f is not None:
@@ -156,7 +158,7 @@ def read_asv_results(directory: str | Path) -> list[dict[str, Any]]:
     list of dict
         One row per (commit, environment, implementation, case, direction): times from
         ``time_forward`` / ``time_backward``, ``peak_mem_bytes`` from ``peakmem_forward``,
-        ``err_ratio`` from ``track_err_ratio``. A combination asv skipped is ``skipped``, one that
+        ``err_ratio`` from ``track_err_ratio``, ``instructions`` from ``track_instructions``. A combination asv skipped is ``skipped``, one that
         failed ``error``.
 
     Raises
@@ -237,6 +239,6 @@ def _asv_rows(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
                 row["samples"] = [float(s) for s in samples]
                 row["t_min_s"] = min(row["samples"]) if row["samples"] else None
             elif _finite(value):
-                row[kind] = int(value) if kind == "peak_mem_bytes" else float(value)
+                row[kind] = int(value) if kind in ("peak_mem_bytes", "instructions") else float(value)
     rows += [_row(**{**r, "status": r["status"] or "skipped"}) for r in merged.values()]
     return rows

@@ -241,6 +241,7 @@ def _write_results(tmp_path: Path) -> Path:
             "conv2d.Conv2dForward.peakmem_forward": res([123456789, float("nan")]),
             "conv2d.Conv2dForward.track_err_ratio": res([0.01, float("nan")]),
             "conv2d.Conv2dForward.track_gflops": res([0.2, float("nan")]),
+            "conv2d.Conv2dInstructions.track_instructions": res([1234567.0, float("nan")]),
             "max_pool2d.MaxPool2dForward.time_forward": [
                 [0.001], [["'stride_tricks'"], [f"'{POOL_LABEL}'"]], "v", 0, 1.0, None, None, None, None,
                 [1], [3], [[0.001]]],
@@ -270,6 +271,7 @@ def test_read_asv_results(tmp_path):
     assert f["t_median_s"] == 0.002 and f["t_min_s"] == 0.0018 and f["t_iqr_s"] == pytest.approx(0.0003)
     assert f["flops"] == p.flops("forward") and f["gflops"] == pytest.approx(p.flops("forward") / 0.002 / 1e9)
     assert f["peak_mem_bytes"] == 123456789 and f["err_ratio"] == 0.01 and f["commit"] == "abcdef1234567890"
+    assert f["instructions"] == 1234567 and rows["naive", "forward"]["instructions"] is None
     assert f["bytes_min"] == p.bytes_min("forward", 4) and f["backend"] == "numpy" and f["source"] == "asv"
     assert rows["im2col", "backward"]["gflops"] == pytest.approx(p.flops("backward") / 0.004 / 1e9)
     assert rows["naive", "forward"]["status"] == "skipped" and rows["naive", "forward"]["gflops"] is None
@@ -297,3 +299,27 @@ def test_read_asv_results_names_backend_and_device_without_loading_any_implement
 def test_read_asv_results_rejects_an_empty_directory(tmp_path):
     with pytest.raises(ValueError, match="directory=.*holds no asv results"):
         read_asv_results(tmp_path)
+
+
+def test_asv_counts_instructions_on_small_cases_and_skips_without_valgrind(monkeypatch):
+    from asv_runner.discovery import disc_benchmarks
+
+    names = {b.name for b in disc_benchmarks(str(ROOT / "suites" / "asv_bench"))}
+    assert "conv2d.Conv2dInstructions.track_instructions" in names
+    impls, cases = bench.Conv2dInstructions.params
+    assert [c.split()[0] for c in cases] == list(common.INSTRUCTION_CASES["conv2d"])
+    b = bench.Conv2dInstructions()
+    with pytest.raises(SkipNotImplemented, match="minutes under valgrind"):
+        b.setup("naive", cases[0])
+    monkeypatch.setattr(common, "valgrind_missing", lambda: "valgrind is not installed: apt-get install valgrind")
+    with pytest.raises(SkipNotImplemented, match="apt-get install valgrind"):
+        b.setup("im2col", cases[0])
+
+
+@pytest.mark.skipif(common.valgrind_missing() is not None, reason="valgrind is not installed")
+def test_asv_instruction_count_repeats_within_half_a_percent():
+    b = bench.Conv2dInstructions()
+    label = bench.Conv2dInstructions.params[1][0]
+    b.setup("im2col", label)
+    first, second = b.track_instructions("im2col", label), b.track_instructions("im2col", label)
+    assert first > 10_000 and abs(first - second) / first < 0.005

@@ -17,6 +17,7 @@ import numpy as np
 from convbench.cases import Case, get_suite, parse_descriptor
 from convbench.measure.bench import measure_one
 from convbench.measure.calls import prepared_call as measure_call
+from convbench.measure.instructions import count_instructions, valgrind_missing
 from convbench.ops import get_op
 from convbench.registry import availability, get_impl, registered
 from convbench.verify.checks import check_random
@@ -29,7 +30,8 @@ except ImportError:  # pytest-benchmark alone: its suite skips through pytest.sk
 
 __all__ = ["OPS", "BENCH_CASES", "SMALL_FLOPS", "impl_names", "bench_cases", "bench_params", "case_label",
            "case_from_label", "get_case", "get_impl", "skip_reason", "prepared_call", "gflops", "err_ratio",
-           "extra_info", "ForwardBench", "BackwardBench"]
+           "extra_info", "ForwardBench", "BackwardBench", "InstructionsBench", "INSTRUCTION_CASES",
+           "instruction_params"]
 
 #: the asv / pytest-benchmark subset of the catalogue, per operator, by id: one case per kind of
 #: layer, each taking well under a second in NumPy so that ``asv run --quick`` stays a few minutes
@@ -64,6 +66,11 @@ BENCH_CASES = {
     ),
 }
 OPS = tuple(BENCH_CASES)
+
+#: the few small cases whose forward call is counted in instructions (valgrind runs code ~50-500x
+#: slower, so only small ones): a CI runner too noisy to see a 5 % slowdown in time still sees the
+#: work added in the count
+INSTRUCTION_CASES = {"conv2d": ("lenet5.c3", "cifar10cnn.conv2")}
 
 #: cases of at most this many FLOPs (element operations for pooling) are "small": the only ones
 #: pure-Python loops take on, at roughly a microsecond per operation
@@ -224,6 +231,39 @@ class ForwardBench(_OpBench):
         return err_ratio(impl, self.case)
 
     track_err_ratio.unit = "error / rounding bound"  # type: ignore[attr-defined]
+
+
+def instruction_params(op: str) -> list[list[str]]:
+    """asv's ``params`` of :class:`InstructionsBench` for ``op``: [implementation names, the small
+    cases of :data:`INSTRUCTION_CASES`]."""
+    return [impl_names(op), [case_label(get_case(c, op)) for c in INSTRUCTION_CASES.get(op, ())]]
+
+
+class InstructionsBench(_OpBench):
+    """Forward: instructions of one call, counted under valgrind (:mod:`convbench.measure.instructions`).
+
+    A count the machine's load cannot move (two counts agree within 0.5 %). It is not a time:
+    valgrind hides AVX-512 paths from the program and costs no cache miss, so a change in speed
+    without a change in work does not show. Skipped where valgrind is missing, saying how to get it.
+    """
+
+    timeout = 900
+
+    def setup(self, impl: str, case: str) -> None:
+        why = valgrind_missing()
+        if why is not None:
+            raise SkipNotImplemented(why)
+        self.case = case_from_label(case, self.op)
+        why = skip_reason(impl, self.case, self.direction)
+        if why is None and impl in _SMALL_ONLY:
+            why = f"{impl}'s pure-Python loops take minutes under valgrind"
+        if why is not None:
+            raise SkipNotImplemented(why)
+
+    def track_instructions(self, impl: str, case: str) -> float:
+        return float(count_instructions(impl, self.case, "forward"))
+
+    track_instructions.unit = "instructions per call"  # type: ignore[attr-defined]
 
 
 class BackwardBench(_OpBench):

@@ -1,4 +1,5 @@
-"""conv2d under asv: time, peak memory, GFLOP/s and numerical error per (implementation, case).
+"""conv2d under asv: time, peak memory, GFLOP/s and numerical error per (implementation, case);
+instructions per call on two small cases.
 
 Thin on purpose: the pairs come from the registry and the catalogue (``_common``), data is built
 in ``setup`` from a fixed seed, and each benchmark makes exactly one call. What an implementation
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from . import _common as common
 
-__all__ = ["Conv2dForward", "Conv2dBackward"]
+__all__ = ["Conv2dForward", "Conv2dBackward", "Conv2dInstructions"]
 
 _PARAMS = common.bench_params("conv2d")
 
@@ -23,3 +24,8 @@ class Conv2dForward(common.ForwardBench):
 class Conv2dBackward(common.BackwardBench):
     op = "conv2d"
     params = _PARAMS
+
+
+class Conv2dInstructions(common.InstructionsBench):
+    op = "conv2d"
+    params = common.instruction_params("conv2d")
