@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: seconds at least that loading a user's file may take when --timeout is shorter (imports torch)
 MIN_LOAD_TIMEOUT = 20.0
+#: --threads at most (more only oversubscribes; tens of thousands crash the thread libraries)
+MAX_THREADS = max(1024, 4 * (os.cpu_count() or 1))
 #: seconds loading a user's file may take without --timeout
 LOAD_TIMEOUT = 60.0
 
@@ -242,8 +244,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE (the records to resume from)")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        # tens of thousands of threads end the process in the thread libraries (a segfault)
+        raise UsageError(f"--threads must be between 1 and {MAX_THREADS} (this machine has {os.cpu_count()} "
+                         f"cores), got {args.threads}")
     if args.out:  # an output that cannot take the records is refused before anything is measured
         store.check_appendable(args.out)
     threshold = _threshold(args.threshold)
@@ -253,6 +257,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.executor and args.executor != "local" and (args.baseline or args.metric != "time" or args.deadline):
         raise UsageError(f"--executor {args.executor}: --baseline, --deadline and --metric instructions are for runs on "
                          f"this machine; run them without a cluster")
+    if args.baseline and args.baseline in (args.impl or []):
+        raise UsageError(f"--baseline {args.baseline!r} is also an --impl: the baseline is the old code, "
+                         f"--impl the new")
     baseline = _load_baseline(args) if args.baseline else None
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:
@@ -273,7 +280,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             path = Path(tmp) / "ab.jsonl"
             for r in records:
                 store.append(path, r)
-            text, regressed = compare(path, None, threshold_pct=threshold)
+            text, regressed = compare(path, None, threshold_pct=threshold, title="compare in this run")
         print(text)
         if regressed:
             return 1
@@ -327,7 +334,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     import reports  # deferred: pandas, scipy and matplotlib load in seconds; only reports need them
 
     frame = _read_inputs(reports.load, [Path(i) for i in args.inputs])
-    paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out!r}: the report cannot be written there "
+                         f"({exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''})") from None
     print(reports.summary_text(frame, baseline=args.baseline))
     for kind, path in paths.items():
         print(f"{kind}: {path}")

@@ -193,7 +193,8 @@ def roofline_figure(cases: pd.DataFrame, info: dict[str, Any], colors: dict[str,
     ax.set_xlabel("arithmetic intensity (FLOP / byte of minimum traffic)")
     ax.set_ylabel("attained GFLOP/s")
     ax.grid(True, which="both", alpha=0.3)
-    fig.legend(fontsize=8, loc="outside right upper")
+    if not ok.empty:   # a legend of nothing is a warning on stderr
+        fig.legend(fontsize=8, loc="outside right upper")
     if notes:
         ax.text(0.02, 0.97, "; ".join(notes), transform=ax.transAxes, va="top", fontsize=9, color="0.35")
     return fig

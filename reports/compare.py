@@ -33,7 +33,7 @@ _KEY = ["op", "impl", "case", "direction", "dtype"]
 
 
 def compare(old: Path, new: Path | None = None, threshold_pct: float = 10.0,
-            alpha: float = ALPHA) -> tuple[str, bool]:
+            alpha: float = ALPHA, title: str | None = None) -> tuple[str, bool]:
     """Compare two sets of bench records, or a baseline run's baseline with its other implementations.
 
     Parameters
@@ -46,6 +46,8 @@ def compare(old: Path, new: Path | None = None, threshold_pct: float = 10.0,
         more than this many percent *and* the test finds the difference significant at ``alpha``.
     alpha
         Significance level.
+    title
+        The first words of the text (default: ``compare OLD -> NEW`` or ``compare in OLD``).
 
     Returns
     -------
@@ -65,10 +67,10 @@ def compare(old: Path, new: Path | None = None, threshold_pct: float = 10.0,
             raise ValueError(f"{str(old)!r} holds no baseline records: give two files, or one made by "
                              f"convbench bench --baseline SPEC")
         table, notes = compare_frames(base, frame[role != "baseline"], threshold_pct, alpha, baseline=True)
-        head = f"compare in {old}: the baseline against each implementation"
+        head = f"{title or f'compare in {old}'}: the baseline against each implementation"
     else:
         table, notes = compare_frames(load([Path(old)]), load([Path(new)]), threshold_pct, alpha)
-        head = f"compare {old} -> {new}"
+        head = title or f"compare {old} -> {new}"
     regressed = bool(table["verdict"].isin(["SLOWER", "NOW FAILING"]).any()) if len(table) else False
     counts = table["verdict"].value_counts() if len(table) else pd.Series(dtype=int)
     head += f": {len(table)} measurements in both; threshold {threshold_pct:g} %, alpha {alpha:g}\n"

@@ -41,7 +41,10 @@ def test_list_json(capsys):
     (["check", "--op", "conv9d"], "conv9d"),
     (["check", "--suite", "nonesuch"], "nonesuch"),
     (["bench", "--resume"], "--resume needs --out"),
-    (["bench", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["bench", "--threads", "0"], "--threads must be between 1 and"),
+    (["bench", "--threads", "100000"], "got 100000"),            # tens of thousands: a segfault once
+    (["bench", "--impl", "im2col", "--baseline", "im2col"], "--baseline 'im2col' is also an --impl"),
+    (["report", "x.jsonl", "--out", "/proc/no-such-dir"], "--out '/proc/no-such-dir'"),   # an internal error once
     (["bench", "--budget", "-5"], "--budget: expected seconds (a finite number > 0), got '-5'"),
     (["report", "does-not-exist.jsonl"], "does-not-exist.jsonl"),
     (["report", "x.jsonl", "--format", "pdf"], "pdf"),

@@ -112,3 +112,15 @@ def test_heavy_steal_is_flagged(tmp_path):
     new[1]["steal_pct"] = 0.4
     text, _ = compare(write_jsonl(tmp_path / "o.jsonl", old), write_jsonl(tmp_path / "n.jsonl", new), 10)
     assert "steal 23 %" in text and "1 measurement(s) taken while the hypervisor stole" in text
+
+
+def test_bench_baseline_runs_old_and_new_side_by_side_and_compares_them(capsys):
+    from convbench.cli import main
+
+    rc = main(["bench", "--impl", "im2col", "--baseline", "stride_tricks", "--case", "n1c2h6w6o2k3", "--budget", "10"])
+    out = capsys.readouterr().out
+    assert rc in (0, 1)     # 1: the one timed slower by the threshold, which two implementations may be
+    head = next(ln for ln in out.splitlines() if ln.startswith("compare"))
+    # said as this run, not as the temporary file the records passed through
+    assert head.startswith("compare in this run: the baseline against each implementation"), head
+    assert "stride_tricks" in out and "im2col" in out and "paired" in out
