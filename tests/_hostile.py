@@ -33,3 +33,20 @@ def allocate(nbytes: int) -> int:
 
 def raise_long(n: int) -> None:
     raise ValueError("x" * n)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def daemonize_and_hang(pidfile: str) -> None:
+    """Start a daemon the classic way (fork, setsid, fork again, the middle one exits), write its
+    pid, then hang: the daemon is in no process group of the worker's."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(1000)
+        os._exit(0)
+    time.sleep(1000)

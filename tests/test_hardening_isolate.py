@@ -167,3 +167,42 @@ def test_what_the_implementation_forked_dies_when_convbench_is_killed(tmp_path):
         assert wait_dead(grandchild), "the implementation's child outlived convbench's SIGKILL"
     finally:
         parent.kill()
+
+
+@pytest.mark.parametrize("fn,says", [("_hostile:raise_keyboard_interrupt", "KeyboardInterrupt raised inside the call"),
+                                     ("sys:exit", "SystemExit(4) raised inside the call")])
+def test_a_keyboard_interrupt_or_exit_raised_by_the_code_is_one_line_without_a_traceback(fn, says):
+    with Worker() as wk:
+        r = wk.call(fn, *([4] if fn == "sys:exit" else []), timeout=60)
+        assert r.status == "error" and says in r.message and "Traceback" not in r.message, r
+        assert wk.call("os:getpid", timeout=60).ok   # the worker goes on
+
+
+def test_a_daemon_the_implementation_started_dies_with_a_timeout(tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("subreapers are Linux's")
+    pidfile = tmp_path / "pid"
+    with Worker() as wk:
+        r = wk.call("_hostile:daemonize_and_hang", str(pidfile), timeout=5)
+    assert r.status == "timeout"
+    assert wait_dead(read_pid(pidfile)), "a double-forked daemon in its own session outlived the timeout"
+
+
+def test_a_daemon_the_implementation_started_dies_when_convbench_is_killed(tmp_path):
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfds here: no guardian")
+    pidfile = tmp_path / "pid"
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        from convbench.measure.isolate import Worker
+        Worker().call("_hostile:daemonize_and_hang", {str(pidfile)!r}, timeout=1000)
+    """)])
+    try:
+        daemon = read_pid(pidfile, within=120)
+        assert alive(daemon)
+        parent.kill()
+        parent.wait(30)
+        assert wait_dead(daemon), "a daemon in its own session outlived convbench's SIGKILL"
+    finally:
+        parent.kill()

@@ -54,6 +54,7 @@ MAX_MESSAGE = 2000
 #: seconds to wait for the rest of an answer once its first bytes came, and for a killed child
 _GRACE = 5.0
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,21 @@ def _main() -> None:
 
 
 def _die_with(parent: int, deathsig: bool, keep: tuple[int, ...] = ()) -> None:
-    """Kill this process group once ``parent`` is gone: by the kernel when it dies (Linux), by a
-    guardian process (:func:`_guard`) that outlives this one, and by a watchdog thread that sees
-    this process adopted by another. ``keep``: this process's pipes, which the guardian closes."""
-    if deathsig:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # not Linux: the watchdog alone
+    """Kill this process and everything it started once ``parent`` is gone.
+
+    This process becomes its descendants' subreaper (Linux): a daemon an implementation double
+    forks, or starts in a session of its own, stays below it instead of going to init. A guardian
+    process (:func:`_guard`) then takes the whole tree down when the parent or this process ends.
+    Where pidfds are missing, the kernel's parent-death signal and a watchdog thread that sees
+    this process adopted by another kill this process group instead. ``keep``: this process's
+    pipes, which the guardian closes.
+    """
+    libc = None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -140,34 +147,78 @@ def _die_with(parent: int, deathsig: bool, keep: tuple[int, ...] = ()) -> None:
 
     if os.getppid() != parent:  # the parent died before the guard was set
         os.killpg(os.getpgid(0), signal.SIGKILL)
-    _guard(parent, keep)    # before any thread starts: forking is safe only then
+    # before any thread starts: forking is safe only then
+    if not _guard(parent, keep) and deathsig and libc is not None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     threading.Thread(target=watch, name="convbench-watchdog", daemon=True).start()
 
 
-def _guard(parent: int, keep: tuple[int, ...]) -> None:
-    """Fork a guardian into this process group that kills the group once ``parent`` (convbench)
-    or this worker ends.
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children first), whatever its group or session, from
+    ``/proc`` (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue   # gone meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
 
-    The kernel's parent-death signal kills this worker at once when convbench is SIGKILLed, and
-    its watchdog thread with it: what the implementation forked would be left running. The
-    guardian waits on both processes' pidfds (Linux 5.3 and later; elsewhere the watchdog alone)
-    and takes the whole group down with it, itself included.
+
+def kill_tree(pid: int, keep: int | None = None) -> None:
+    """SIGKILL what ``pid`` started (not ``pid`` itself, nor ``keep``), stopped first so that
+    nothing forks meanwhile, then ``pid``'s process group."""
+    below = [p for p in descendants(pid) if p != keep]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in below:
+            try:
+                os.kill(p, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _guard(parent: int, keep: tuple[int, ...]) -> bool:
+    """Fork a guardian that kills this worker and everything below it once ``parent``
+    (convbench) or this worker ends; True when it is in place.
+
+    The kernel's parent-death signal would kill this worker at once when convbench is SIGKILLed,
+    and its watchdog thread with it, leaving what the implementation forked running. The guardian
+    waits on both processes' pidfds (Linux 5.3 and later; elsewhere False, and the caller falls
+    back on the parent-death signal) and takes the tree down while it is still a tree.
     """
     opener = getattr(os, "pidfd_open", None)
     if opener is None:
-        return
+        return False
+    worker = os.getpid()
     try:
-        fds = [opener(parent), opener(os.getpid())]
+        fds = [opener(parent), opener(worker)]
     except ProcessLookupError:   # convbench is already gone
         os.killpg(os.getpgid(0), signal.SIGKILL)
-        return
+        return False
     except OSError:
-        return   # pidfds not supported by this kernel: the watchdog alone
+        return False   # pidfds not supported by this kernel
     pid = os.fork()
     if pid:
         for fd in fds:
             os.close(fd)
-        return
+        return True
     try:   # the guardian: holds none of the worker's pipes (their ends must close with it)
         null = os.open(os.devnull, os.O_RDWR)
         for std in (0, 1, 2):
@@ -175,6 +226,7 @@ def _guard(parent: int, keep: tuple[int, ...]) -> None:
         for fd in keep:
             os.close(fd)
         select.select(fds, [], [])
+        kill_tree(worker, keep=os.getpid())
     finally:
         os.killpg(os.getpgid(0), signal.SIGKILL)
         os._exit(0)
@@ -226,6 +278,14 @@ def _child(conn: ChildPipe, spec: str | None, op: str | None) -> None:
             value = f(impl, *args, **kwargs) if spec is not None else f(*args, **kwargs)
             conn.send(("ok", value, ""))
         except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # KeyboardInterrupt, SystemExit raised by the implementation: no Ctrl-C reaches this
+                # session, so it is the code's; said in one line, where it was raised
+                last = traceback.extract_tb(exc.__traceback__)[-1:]
+                where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+                what = type(exc).__name__ + (f"({cut(str(exc))})" if str(exc) else "")
+                conn.send(("error", None, f"{what} raised inside the call{where}"))
+                continue
             tb = traceback.format_exc(limit=-3)
             try:
                 conn.send(("error", None, f"{_describe(exc)}\n{cut(tb)}"))
@@ -332,10 +392,7 @@ class Worker:
         """Kill the child's whole process group (what it forked too) and reap the child."""
         proc = self._proc
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)   # the child leads its group: pgid == pid
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_tree(proc.pid)   # what it started, in any group or session, then its group (pgid == pid)
             try:
                 proc.wait(_GRACE)
             except subprocess.TimeoutExpired:
