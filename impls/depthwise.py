@@ -38,11 +38,44 @@ def is_depthwise(p: Conv2dParams) -> bool:
     return p.groups == p.c
 
 
+@functools.lru_cache(maxsize=256)
 def plane_geometry(p: Conv2dParams) -> Geometry:
     """The shifted-view geometry of every ``(image, channel)`` plane taken as an image of its own:
     each phase holds ``Hq*Wq`` cells per plane, and tap ``(u, v)`` of output ``(i, j)`` sits at
-    offset ``off`` from position ``i*Wq + j`` of its phase."""
-    return geometry(dataclasses.replace(p, n=p.n * p.c, c=1, o=1, groups=1))
+    offset ``off`` from position ``i*Wq + j`` of its phase.
+
+    With stride 1 the planes share their padding: a plane is ``H + gr`` rows of ``W + gc``
+    cells, its data at rows ``gr..`` and columns ``gc..``, where ``gr`` is the larger of the top
+    and bottom padding (and at least ``OH - H``), ``gc`` likewise. A tap that reads past a row's
+    right end reads the next row's leading zeros, one past a plane's last row the next plane's
+    top rows (or the zeros after the last plane): 64 cells a plane instead of 81 at 7x7, 225
+    instead of 256 at 14x14. Strided layers keep the padded phases of
+    :func:`impls._fast_common.geometry`."""
+    if p.stride != (1, 1):
+        return geometry(dataclasses.replace(p, n=p.n * p.c, c=1, o=1, groups=1))
+    (dh, dw), (oh, ow) = p.dilation, p.out_hw
+    pt, _, pl, _ = p.pads
+    gr, gc = _gaps(p)
+    hq, wq = p.h + gr, p.w + gc
+    taps = tuple((u, v, 0, (u * dh + gr - pt) * wq + v * dw + gc - pl) for u in range(p.kh) for v in range(p.kw))
+    rows = p.n * p.c * hq * wq
+    m = rows - hq * wq + (oh - 1) * wq + ow
+    return Geometry(hq, wq, rows, m, max(0, max(t[3] for t in taps) + m - rows), ((0, 0),), taps)
+
+
+def _gaps(p: Conv2dParams) -> tuple[int, int]:
+    """Zero rows and columns between the planes of a stride-1 layer (:func:`plane_geometry`)."""
+    oh, ow = p.out_hw
+    pt, pb, pl, pr = p.pads
+    return max(pt, pb, oh - p.h), max(pl, pr, ow - p.w)
+
+
+def _ranges(p: Conv2dParams, a: int, b: int) -> tuple[slice, slice, slice, slice]:
+    """Phase-image slices holding real input, and the input slices they hold."""
+    if p.stride != (1, 1):
+        return phase_ranges(p, a, b)
+    gr, gc = _gaps(p)
+    return slice(gr, gr + p.h), slice(gc, gc + p.w), slice(0, p.h), slice(0, p.w)
 
 
 def geometry_cells(p: Conv2dParams) -> int:
@@ -73,14 +106,15 @@ def phase_taps(p: Conv2dParams) -> tuple[_Taps, ...]:
     are evenly spaced; columns likewise: every phase's taps form an evenly spaced rectangle."""
     g = plane_geometry(p)
     (sh, sw), (dh, dw) = p.stride, p.dilation
+    off = {(u, v): o for u, v, _, o in g.taps}
     out = []
     for k, (pa, pb) in enumerate(g.phases):
         us = [u for u in range(p.kh) if u * dh % sh == pa]
         vs = [v for v in range(p.kw) if v * dw % sw == pb]
-        a = [u * dh // sh for u in us]
-        b = [v * dw // sw for v in vs]
-        out.append(_Taps(k, a[0] * g.wq + b[0], len(a), (a[-1] - a[0]) // max(1, len(a) - 1) * g.wq,
-                         len(b), (b[-1] - b[0]) // max(1, len(b) - 1), tuple(u * p.kw + v for u in us for v in vs)))
+        start = off[us[0], vs[0]]
+        row = off[us[1], vs[0]] - start if len(us) > 1 else 0
+        col = off[us[0], vs[1]] - start if len(vs) > 1 else 0
+        out.append(_Taps(k, start, len(us), row, len(vs), col, tuple(u * p.kw + v for u in us for v in vs)))
     return tuple(out)
 
 
@@ -170,7 +204,7 @@ def _planes(p: Conv2dParams, g: Geometry, x: np.ndarray, tag: str) -> np.ndarray
     out[:, g.rows:] = 0
     xs = x.transpose(1, 0, 2, 3)
     for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = phase_ranges(p, a, b)
+        iq, jq, rs, cs = _ranges(p, a, b)
         img = out[k, :g.rows].reshape(p.c, p.n, g.hq, g.wq)
         zero_border(img, iq, jq)
         img[:, :, iq, jq] = xs[:, :, rs, cs]
@@ -289,7 +323,7 @@ def _grad_input(p: Conv2dParams, g: Geometry, dy: np.ndarray, w: np.ndarray, gri
     dx = (np.empty if covered else np.zeros)((p.n, p.c, p.h, p.w), dy.dtype)
     dxs = dx.transpose(1, 0, 2, 3)
     for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = phase_ranges(p, a, b)
+        iq, jq, rs, cs = _ranges(p, a, b)
         dxs[:, :, rs, cs] = dph[k].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq]
     return dx
 @register(op="conv2d", name="depthwise", backend="numpy", device="cpu", exact=True, algorithm="direct",

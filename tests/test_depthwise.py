@@ -25,6 +25,8 @@ SHAPES = [
     (1, 1, 5, 5, 1, (3, 3), 1, 1, 1, True),        # one channel: groups 1
     (2, 4, 6, 5, 1, (4, 2), 1, "same", 1, True),   # asymmetric padding
     (8, 32, 14, 14, 1, (3, 3), 1, 1, 1, False),    # several blocks of planes
+    (2, 3, 4, 5, 1, (3, 3), 1, 3, 1, True),        # stride 1, padding past the kernel: OH > H + pad
+    (2, 2, 9, 8, 2, (3, 3), 1, (1, 2), 3, True),   # stride 1, dilation 3: OH < H
 ]
 
 
@@ -66,7 +68,7 @@ def test_bit_exact_against_torch_float64(shape, dtype):
 
 
 @pytest.mark.parametrize("split", ["channels", "positions"])
-@pytest.mark.parametrize("shape", SHAPES[:4] + SHAPES[-1:], ids=[str(i) for i in range(5)])
+@pytest.mark.parametrize("shape", SHAPES[:4] + SHAPES[9:], ids=[str(i) for i in range(7)])
 def test_blocks_and_threads_change_nothing(shape, split, monkeypatch):
     """Blocks of two channels, or each channel cut into three runs of positions, with the second
     thread taking half of them: the same exact results (a block that wrote outside its channels
@@ -122,7 +124,7 @@ def test_results_owe_nothing_to_old_scratch():
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["columns", "fused"])
-@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[3]], ids=["s1", "s2", "s3d2"])
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[1], SHAPES[3], SHAPES[-1]], ids=["s1", "s2", "s3d2", "s1d3"])
 def test_non_finite_input_lands_where_the_oracle_puts_it(shape, fused, monkeypatch):
     """An inf or NaN placed at each input position in turn: every output and gradient NaN, inf or
     finite exactly where torch float64 has them. Positions read only by the thrown-away columns of
