@@ -257,10 +257,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.executor and args.executor != "local" and (args.baseline or args.metric != "time" or args.deadline):
         raise UsageError(f"--executor {args.executor}: --baseline, --deadline and --metric instructions are for runs on "
                          f"this machine; run them without a cluster")
-    if args.baseline and args.baseline in (args.impl or []):
+    baseline = _load_baseline(args) if args.baseline else None
+    if baseline is not None and any(baseline is i for i in impls):
+        # a registered name is one object: it cannot be timed against itself (a file can: each
+        # spec is loaded in a worker of its own, so an unchanged copy can be checked for noise)
         raise UsageError(f"--baseline {args.baseline!r} is also an --impl: the baseline is the old code, "
                          f"--impl the new")
-    baseline = _load_baseline(args) if args.baseline else None
     out = Path(args.out) if args.out else None
     with _executor(args) as ex:
         if ex.remote:

@@ -124,3 +124,14 @@ def test_bench_baseline_runs_old_and_new_side_by_side_and_compares_them(capsys):
     # said as this run, not as the temporary file the records passed through
     assert head.startswith("compare in this run: the baseline against each implementation"), head
     assert "stride_tricks" in out and "im2col" in out and "paired" in out
+
+
+def test_a_file_can_be_its_own_baseline_to_see_the_noise(tmp_path, capsys):
+    from convbench.cli import main
+
+    f = tmp_path / "same.py"
+    f.write_text("from convbench.registry import get_impl\nconv = get_impl('im2col')\n")
+    spec = f"{f}:conv"
+    rc = main(["bench", "--impl", spec, "--baseline", spec, "--case", "n1c2h6w6o2k3", "--budget", "10"])
+    out = capsys.readouterr().out
+    assert rc in (0, 1) and "compare in this run" in out and "paired" in out, out
