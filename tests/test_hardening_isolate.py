@@ -147,9 +147,11 @@ def test_the_memory_guard_uses_what_is_available(monkeypatch):
     assert "available" in guard.too_big(case)
 
 
-def test_what_the_implementation_forked_dies_when_convbench_is_killed(tmp_path):
+@pytest.mark.parametrize("starts", ["fork_and_hang", "daemonize_and_hang"])
+def test_what_the_implementation_started_dies_when_convbench_is_killed(tmp_path, starts):
     # SIGKILL of the command killed the worker at once (the kernel's parent-death signal), and the
-    # watchdog thread that would have killed the group with it: the grandchild ran on
+    # watchdog thread that would have killed the group with it: a child, or a daemon in a session
+    # of its own, ran on
     if not hasattr(os, "pidfd_open"):
         pytest.skip("no pidfds here: the watchdog alone, which dies with the worker")
     pidfile = tmp_path / "pid"
@@ -157,14 +159,14 @@ def test_what_the_implementation_forked_dies_when_convbench_is_killed(tmp_path):
         import sys
         sys.path.insert(0, {str(HERE)!r})
         from convbench.measure.isolate import Worker
-        Worker().call("_hostile:fork_and_hang", {str(pidfile)!r}, timeout=1000)
+        Worker().call("_hostile:{starts}", {str(pidfile)!r}, timeout=1000)
     """)])
     try:
-        grandchild = read_pid(pidfile, within=120)
-        assert alive(grandchild)
+        started = read_pid(pidfile, within=120)
+        assert alive(started)
         parent.kill()
         parent.wait(30)
-        assert wait_dead(grandchild), "the implementation's child outlived convbench's SIGKILL"
+        assert wait_dead(started), f"what {starts} started outlived convbench's SIGKILL"
     finally:
         parent.kill()
 
@@ -187,22 +189,3 @@ def test_a_daemon_the_implementation_started_dies_with_a_timeout(tmp_path):
     assert r.status == "timeout"
     assert wait_dead(read_pid(pidfile)), "a double-forked daemon in its own session outlived the timeout"
 
-
-def test_a_daemon_the_implementation_started_dies_when_convbench_is_killed(tmp_path):
-    if not hasattr(os, "pidfd_open"):
-        pytest.skip("no pidfds here: no guardian")
-    pidfile = tmp_path / "pid"
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        from convbench.measure.isolate import Worker
-        Worker().call("_hostile:daemonize_and_hang", {str(pidfile)!r}, timeout=1000)
-    """)])
-    try:
-        daemon = read_pid(pidfile, within=120)
-        assert alive(daemon)
-        parent.kill()
-        parent.wait(30)
-        assert wait_dead(daemon), "a daemon in its own session outlived convbench's SIGKILL"
-    finally:
-        parent.kill()
