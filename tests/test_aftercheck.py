@@ -5,7 +5,8 @@ import numpy as np
 
 from convbench.cases import parse_descriptor
 from convbench.measure.aftercheck import check_after_timing
-from convbench.measure.bench import measure_one, run_bench
+from convbench.measure.bench import run_bench
+from convbench.measure.measurement import measure_one
 from convbench.registry import ImplInfo, Implementation
 from convbench.ops import get_op
 

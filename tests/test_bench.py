@@ -9,7 +9,8 @@ import pytest
 from convbench import store
 from convbench.cases import parse_descriptor
 from convbench.measure import bench
-from convbench.measure.bench import measure_one, run_bench
+from convbench.measure.bench import run_bench
+from convbench.measure.measurement import measure_one
 from convbench.measure.summary import format_summary
 from convbench.measure.threads import park_blas_threads, thread_limits
 from convbench.registry import load_impl
@@ -296,7 +297,7 @@ def test_blas_threads_are_parked_before_each_measurement(monkeypatch):
     after being parked (the workers start again on the next threaded call)."""
     from threadpoolctl import threadpool_info
 
-    from convbench.measure import bench as bench_mod
+    from convbench.measure import measurement
 
     before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i.get("internal_api") == "openblas"}
     n = park_blas_threads()
@@ -307,7 +308,7 @@ def test_blas_threads_are_parked_before_each_measurement(monkeypatch):
     assert after == before
 
     calls = []
-    monkeypatch.setattr(bench_mod, "park_blas_threads", lambda: calls.append(1) or 0)
+    monkeypatch.setattr(measurement, "park_blas_threads", lambda: calls.append(1) or 0)
     clock = MockClock()
     _run([FakeConv(clock, "fake_park")], clock=clock, directions=("forward",), cases=CASES[:1])
     assert calls, "measure_one did not park the BLAS threads"

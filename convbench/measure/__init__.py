@@ -5,9 +5,10 @@ front end times; ``timer`` times one call (warm-up, blocks of calls, repetitions
 is small or the budget is spent); ``memory`` measures the peak extra bytes of one call per
 backend; ``machine`` fingerprints the machine and measures its GEMM and memory-copy peaks;
 ``threads`` sets the thread pools and parks OpenBLAS's spinning workers; ``budget`` predicts a
-case's time from its FLOPs and decides what fits; ``bench`` runs implementations x cases and
-appends records through :mod:`convbench.store`; ``summary`` prints them as a table; ``isolate``
-runs calls in a subprocess.
+case's time from its FLOPs and decides what fits; ``measurement`` takes one measurement (the
+prepared call timed, its memory, a check after timing); ``bench`` runs implementations x cases
+through it and appends records through :mod:`convbench.store`; ``summary`` prints them as a
+table; ``isolate`` runs calls in a subprocess.
 """
 from __future__ import annotations
 
