@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Sequence
 from convbench import store
 from convbench._errors import ParamError
 from convbench.cases import cases_from, with_dtype
+from convbench.execute import get_executor
 from convbench.main_job import run_main_job
 from convbench.measure.bench import run_bench
 from convbench.measure.fleet import run_bench_on
@@ -86,8 +87,6 @@ def _add_executor(p: argparse.ArgumentParser) -> None:
 
 def _executor(args: argparse.Namespace) -> Any:
     """The executor ``--executor``/``--jobs`` name (a usage error when they are wrong)."""
-    from convbench.execute import get_executor
-
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     try:

@@ -79,3 +79,24 @@ def test_the_engine_imports_no_implementation_and_reports_no_registry():
     # (the package's __init__ imports the registry for the public API; reports never call it)
     assert [m for m in graph if m.startswith("reports")
             and ("convbench.registry" in graph[m] or "impls" in _reach(graph, m))] == []
+
+
+def _function_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import of the project's own modules inside a function of ``path``."""
+    out = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     ["." * node.level + (node.module or "")] if isinstance(node, ast.ImportFrom) else [])
+            out += [(node.lineno, n) for n in names if n.startswith(".") or n.split(".")[0] in PACKAGES]
+    return out
+
+
+def test_the_project_imports_its_own_modules_at_the_top():
+    """An import inside a function hides a dependency: only the command line may defer ``reports``
+    (pandas and matplotlib take seconds to import, and only report-making commands need them)."""
+    hidden = [f"{name}:{line} {mod}" for name, path in _modules().items() for line, mod in _function_imports(path)
+              if not (name == "convbench.cli" and mod.split(".")[0] == "reports")]
+    assert hidden == []

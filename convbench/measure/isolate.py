@@ -44,6 +44,7 @@ from typing import Any, Callable
 from convbench.measure import guard
 from convbench.measure.containment import die_with, kill_tree
 from convbench.measure.pipes import HEADER, ChildPipe, frame, pass_output, ready
+from convbench.registry import load_impl
 
 __all__ = ["Result", "Worker", "run_isolated", "memory_limit", "cut", "STARTUP_TIMEOUT", "MAX_MESSAGE"]
 
@@ -146,8 +147,6 @@ def _child(conn: ChildPipe, spec: str | None, op: str | None) -> None:
     impl = None
     try:
         if spec is not None:
-            from convbench.registry import load_impl
-
             impl = load_impl(spec, op=op)
         _limit_memory(impl)
         conn.send(("ok", None, ""))

@@ -51,7 +51,7 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     Parameters
     ----------
     impl : Implementation
-        The implementation (protocol of :class:`convbench.registry.Implementation`).
+        The implementation (protocol of :class:`convbench.protocol.Implementation`).
     case : Case
         The call.
     direction : str

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from convbench.measure.isolate import STARTUP_TIMEOUT, Worker
+from convbench.registry import availability
 
 __all__ = ["LoadError", "RemoteImpl", "load_isolated", "is_user_spec"]
 
@@ -38,8 +39,6 @@ def is_user_spec(spec: Any) -> bool:
 def _describe_impl(impl: Any) -> tuple[Any, str | None]:
     """In the worker: the loaded implementation's info (marked isolated, with its spec) and why it
     cannot run here (None when it can)."""
-    from convbench.registry import availability  # the worker's side; registry sits above measure
-
     return impl.info, availability(impl)
 
 
