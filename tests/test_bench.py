@@ -1,6 +1,7 @@
 """The bench runner with fake implementations and a mock clock: records, statuses, resume, threads."""
 from __future__ import annotations
 
+import socket
 import textwrap
 
 import numpy as np
@@ -56,6 +57,13 @@ def test_one_record_per_impl_case_direction_with_every_design_field(tmp_path):
         assert len(r["samples"]) >= 1 and r["t_min_s"] <= r["t_median_s"]
     assert store.read(out) == recs  # appended as made, read back whole
     assert len({r["run_id"] for r in recs}) == 1
+
+
+def test_records_made_here_carry_this_process_as_their_worker():
+    """As check records do (and a cluster's bench records name their worker): ``HOST/main``."""
+    clock = MockClock()
+    recs = _run([FakeConv(clock, "fake_w")], clock=clock, cases=CASES[:1], directions=("forward",))
+    assert recs and {r["worker"] for r in recs} == {f"{socket.gethostname()}/main"}
 
 
 def test_statistics_and_derived_figures_follow_the_mock_clock():

@@ -39,7 +39,7 @@ from convbench.measure import guard
 from convbench.measure.budget import MAX_ITEM_S, Budget, Plan, Planner
 from convbench.measure.instructions import instruction_fields
 from convbench.measure.isolate import STARTUP_TIMEOUT, Worker
-from convbench.measure.machine import device_peak, fingerprint, machine_record, peaks
+from convbench.measure.machine import device_peak, fingerprint, here_worker, machine_record, peaks
 from convbench.measure.measurement import MIN_TIME_S, measure_one
 from convbench.measure.memory import warm_up_profiler, workspace_bytes
 from convbench.measure.rounds import interleave
@@ -74,6 +74,8 @@ class _Runner:
         self.out, self.budget, self.machine, self.threads = out, budget, machine, threads
         self.planner = Planner(budget, self._probe)
         self.run_id = uuid.uuid4().hex[:12]
+        #: the records' ``worker``: this process (a cluster's run names its worker instead)
+        self.worker_name = here_worker()
         self.workers: dict[str, Any] = {}
         self.records: list[dict[str, Any]] = []
         self.grace = timeout_grace
@@ -243,7 +245,8 @@ def _base(runner: _Runner, impl: Any, case: Any, direction: str) -> dict[str, An
         except Exception:
             chosen_by = None
     return {"schema": store.SCHEMA_VERSION, "run_id": runner.run_id,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": runner.machine, "op": case.op,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": runner.machine, "worker": runner.worker_name,
+            "op": case.op,
             "direction": direction, "impl": impl.info.name, "backend": impl.info.backend,
             "device": impl.info.device, "case": case.id, "descriptor": case.descriptor,
             "params": case.as_dict()["params"], "dtype": case.dtype, "count": case.count,

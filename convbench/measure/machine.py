@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fingerprint", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
+__all__ = ["fingerprint", "here_worker", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
            "describe", "machine_record", "cache_dir"]
 
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
@@ -343,6 +343,12 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
     except OSError:
         pass  # an unwritable cache costs a re-measurement next time, nothing else
     return out
+
+
+def here_worker() -> str:
+    """The ``worker`` of a record made by the command's own process (``HOST/main``): the local
+    pool's processes are ``HOST/local-N``, a cluster's workers go by their own names."""
+    return f"{socket.gethostname()}/main"
 
 
 def machine_record(fp: dict[str, Any], pk: dict[str, Any]) -> dict[str, Any]:

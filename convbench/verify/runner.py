@@ -18,7 +18,7 @@ from convbench.cases import Case
 from convbench.execute import HOLD, Outcome, Unit, get_executor, ship_source
 from convbench.measure import guard
 from convbench.measure.isolate import Worker, cut
-from convbench.measure.machine import fingerprint
+from convbench.measure.machine import fingerprint, here_worker
 from convbench.ops import DIRECTIONS
 from convbench.registry import availability
 from convbench.verify.checks import CHECKS, run_check
@@ -287,7 +287,7 @@ def _mark(records: list[dict[str, Any]], out: Outcome | None) -> list[dict[str, 
     if out is None:
         if not _HERE:
             fp = fingerprint()
-            _HERE.update(worker=f"{fp['hostname']}/main", machine=fp["id"])
+            _HERE.update(worker=here_worker(), machine=fp["id"])
         worker, machine = _HERE["worker"], _HERE["machine"]
     else:
         worker, machine = out.worker, out.machine
