@@ -1,8 +1,8 @@
 """The Dask executor against a real cluster: a `dask scheduler` and `dask worker` processes on
-127.0.0.1 (loopback only), started and stopped by each test."""
+127.0.0.1 (loopback only), started once for the module and stopped after it. The test that kills
+a worker adds one of its own to the cluster and kills that one."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,12 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from convbench import main_job
 from convbench.cases import get_suite
+from convbench.cli import main
 from convbench.execute import Unit, get_executor
+from convbench.measure.machine import peaks
 from convbench.registry import get_impl, load_impl
 from convbench.verify import run_checks
 
 pytest.importorskip("distributed")
+# one test process runs the module (make test's --dist loadgroup): one cluster, its workers warm
+# (peaks measured, torch imported) from one test to the next
+pytestmark = pytest.mark.xdist_group("dask-cluster")
 
 DASK = str(Path(sys.executable).parent / "dask")
 PLANTED = Path(__file__).parent / "planted_exec"
@@ -43,35 +49,48 @@ class Cluster:
         self.address = f"dask://127.0.0.1:{self.port}"
         self.log = open(tmp / "cluster.log", "w")
         # a unit whose worker dies runs once more elsewhere, then it is crashed
-        env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
+        self.env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
         self.scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                                           "--no-dashboard"], stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.workers = {n: subprocess.Popen([DASK, "worker", f"tcp://127.0.0.1:{self.port}", "--name", n,
-                                             "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                                             "--host", "127.0.0.1"], stdout=self.log, stderr=subprocess.STDOUT,
-                                            env=env)
-                        for n in names}
-        from distributed import Client
+                                           "--no-dashboard"], stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.workers: dict[str, subprocess.Popen] = {}
+        for n in names:
+            self.add_worker(n)
+        from distributed import Client  # deferred: importorskip above decides whether it is there
 
         self.client = Client(f"tcp://127.0.0.1:{self.port}", timeout=60)
         self.client.wait_for_workers(len(names), timeout=120)
 
+    def add_worker(self, name: str) -> subprocess.Popen:
+        self.workers[name] = subprocess.Popen(
+            [DASK, "worker", f"tcp://127.0.0.1:{self.port}", "--name", name, "--nthreads", "1", "--no-nanny",
+             "--no-dashboard", "--host", "127.0.0.1"], stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        return self.workers[name]
+
+    def names(self) -> set[str]:
+        """The names of the workers the scheduler has now."""
+        return {str(w["name"]) for w in self.client.scheduler_info(n_workers=-1)["workers"].values()}
+
     def close(self) -> None:
         self.client.close()
-        for p in [*self.workers.values(), self.scheduler]:
-            if p.poll() is None:
-                p.terminate()
-        for p in [*self.workers.values(), self.scheduler]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        # the workers first, while their scheduler still answers: a worker closing as its scheduler
+        # goes away can wait out a connection timeout before it exits
+        for group in (list(self.workers.values()), [self.scheduler]):
+            for p in group:
+                if p.poll() is None:
+                    p.terminate()
+            for p in group:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         self.log.close()
 
 
-@contextlib.contextmanager
-def cluster(tmp: Path, names: tuple[str, ...] = ("w1", "w2")):
-    c = Cluster(tmp, names)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Workers w1 and w2 on one scheduler, shared by the module's tests."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), ("w1", "w2"))
     try:
         yield c
     finally:
@@ -82,83 +101,112 @@ def _bare(records):
     return [{k: v for k, v in r.items() if k not in ("worker", "machine")} for r in records]
 
 
-def test_checks_and_benchmarks_through_a_cluster(tmp_path):
-    impls = [get_impl("im2col"), load_impl(str(PLANTED / "slow.py:conv2d"))]
+def _slow():
+    return load_impl(str(PLANTED / "slow.py:conv2d"))
+
+
+def test_checks_through_a_cluster_equal_a_local_run(cluster, tmp_path, capsys):
+    impls = [get_impl("im2col"), _slow()]
     local = run_checks(impls, CASES, checks=CHECKS, jobs=1, progress=False)
-    with cluster(tmp_path) as c:
-        remote = run_checks(impls, CASES, checks=CHECKS, executor=c.address, progress=False)
-        assert _bare(remote) == _bare(local)
-        assert {r["worker"] for r in remote if r["status"] == "passed"} == {"w1", "w2"}
-        assert all(r["machine"] == local[0]["machine"] for r in remote)
+    remote = run_checks(impls, CASES, checks=CHECKS, executor=cluster.address, progress=False)
+    assert _bare(remote) == _bare(local)
+    assert {r["worker"] for r in remote if r["status"] == "passed"} == {"w1", "w2"}
+    assert all(r["machine"] == local[0]["machine"] for r in remote)
 
-        out = tmp_path / "check.json"
-        res = subprocess.run([*CLI, "check", "--impl", "stride_tricks", "--case", "n2c3h7w7o4k3p1", "--executor",
-                              c.address, "--json", str(out)], capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        recs = json.loads(out.read_text())
-        assert recs and {r["status"] for r in recs} == {"passed"} and {r["worker"] for r in recs} <= {"w1", "w2"}
+    out = tmp_path / "check.json"
+    assert main(["check", "--impl", "stride_tricks", "--case", "n2c3h7w7o4k3p1", "--executor", cluster.address,
+                 "--json", str(out)]) == 0, capsys.readouterr()
+    recs = json.loads(out.read_text())
+    assert recs and {r["status"] for r in recs} == {"passed"} and {r["worker"] for r in recs} <= {"w1", "w2"}
 
-        # benchmarks: every record ok, with the machine that measured it and the worker's name
-        out = tmp_path / "bench.jsonl"
-        res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--impl", "torch_cpu", "--case", "n2c8h16w16o8k3p1",
-                              "--case", "n1c4h8w8o4k3", "--executor", c.address, "--budget", "30", "--out", str(out)],
-                             capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-        recs = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}, [(r["status"], r.get("reason")) for r in recs]
-        assert {r["worker"] for r in recs} <= {"w1", "w2"} and len({r["run_id"] for r in recs}) == 1
-        assert all(r["machine"]["id"] and r["machine"]["peak_gflops"] and r["t_median_s"] > 0 for r in recs)
-        # closing the run early (what Ctrl-C does) cancels what the cluster has not finished
-        slow = load_impl(str(PLANTED / "slow.py:conv2d"))
-        units = [Unit("check", slow.info.spec, slow.info.name, "conv2d", CASES[0], ("forward",), index=i,
-                      timeout=60.0, options={"check": "random", "shrink": False}) for i in range(40)]
-        with get_executor(c.address) as ex:
-            run = ex.run(units)
-            first = next(run)
-            run.close()
-            assert first.status == "ok"
-            time.sleep(1.0)  # far less than the 39 units left would take (0.1 s a call, 2 workers)
 
-            def convbench_tasks(dask_scheduler):  # nested: sent by value, the scheduler cannot import tests
-                return [str(k) for k, ts in dask_scheduler.tasks.items()
-                        if str(k).startswith("convbench-") and ts.state not in ("memory", "released", "forgotten")]
-
-            left = c.client.run_on_scheduler(convbench_tasks)
-            assert not left, f"{len(left)} units still on the cluster: {left[:3]}"
+def test_benchmarks_through_a_cluster_carry_their_machine_and_resume_here(cluster, tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+    rc = main(["bench", "--impl", "im2col", "--impl", "torch_cpu", "--case", "n2c8h16w16o8k3p1", "--case",
+               "n1c4h8w8o4k3", "--executor", cluster.address, "--budget", "10", "--out", str(out)])
+    assert rc == 0, capsys.readouterr()
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}, [(r["status"], r.get("reason")) for r in recs]
+    assert {r["worker"] for r in recs} <= {"w1", "w2"} and len({r["run_id"] for r in recs}) == 1
+    assert all(r["machine"]["id"] and r["machine"]["peak_gflops"] and r["t_median_s"] > 0 for r in recs)
     # --resume reads the cluster's file like a local one: nothing is measured again
-    res = subprocess.run([*CLI, "bench", "--impl", "im2col", "--case", "n1c4h8w8o4k3", "--out", str(out), "--resume"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and len(out.read_text().splitlines()) == 8, res.stdout[-2000:]
+    assert main(["bench", "--impl", "im2col", "--case", "n1c4h8w8o4k3", "--out", str(out), "--resume"]) == 0
+    assert len(out.read_text().splitlines()) == 8
 
 
-def test_a_worker_killed_mid_run_loses_no_unit(tmp_path):
-    impls = [load_impl(str(PLANTED / "slow.py:conv2d"))]
+def test_closing_a_run_early_cancels_what_the_cluster_has_not_run(cluster):
+    """What Ctrl-C does: the units the cluster has not finished are cancelled."""
+    slow = _slow()
+    units = [Unit("check", slow.info.spec, slow.info.name, "conv2d", CASES[0], ("forward",), index=i,
+                  timeout=60.0, options={"check": "random", "shrink": False}) for i in range(40)]
+    with get_executor(cluster.address) as ex:
+        run = ex.run(units)
+        first = next(run)
+        run.close()
+        assert first.status == "ok"
+        time.sleep(1.0)  # far less than the 39 units left would take (0.1 s a call, 2 workers)
+
+        def convbench_tasks(dask_scheduler):  # nested: sent by value, the scheduler cannot import tests
+            return [str(k) for k, ts in dask_scheduler.tasks.items()
+                    if str(k).startswith("convbench-") and ts.state not in ("memory", "released", "forgotten")]
+
+        left = cluster.client.run_on_scheduler(convbench_tasks)
+        assert not left, f"{len(left)} units still on the cluster: {left[:3]}"
+
+
+def test_run_through_a_cluster_checks_and_benches_there(cluster, tmp_path, monkeypatch, capsys):
+    """``convbench run --executor dask://...``: the checks and the benchmarks run on the cluster's
+    workers and the report is made from their records (two cases a suite, to keep it short)."""
+    monkeypatch.setattr(main_job, "get_suite", lambda name, op: get_suite(name, op)[:2])
+    # this machine's peaks go on no record here (each worker measures its own): not measured again
+    monkeypatch.setattr(main_job, "peaks", lambda fp, refresh=False: peaks(fp))
+    out = tmp_path / "run"
+    rc = main(["run", "--op", "avg_pool2d", "--executor", cluster.address, "--budget", "10", "--out", str(out)])
+    text = capsys.readouterr()
+    assert rc == 0, text
+    checks = json.loads((out / "check.json").read_text())
+    assert checks and {r["status"] for r in checks} <= {"passed", "unsupported", "skipped"}
+    assert {r["worker"] for r in checks if r["status"] == "passed"} <= {"w1", "w2"}
+    bench = [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()]
+    ran = [r for r in bench if r["status"] != "skipped"]
+    assert ran and {r["status"] for r in ran} == {"ok"}, [(r["impl"], r["status"], r.get("reason")) for r in ran]
+    assert {r["worker"] for r in bench} <= {"w1", "w2"} and all(r["machine"]["id"] for r in bench)
+    assert (out / "report.md").read_text().count("avg_pool2d") >= 1
+
+
+def test_a_worker_killed_mid_run_loses_no_unit(cluster):
+    impls = [_slow()]
     local = run_checks(impls, CASES, checks=CHECKS, jobs=1, progress=False)
+    victim = cluster.add_worker("victim")
+    cluster.client.wait_for_workers(3, timeout=120)
     killed: list[str] = []
-    with cluster(tmp_path) as c:
-        def kill_when_busy() -> None:
-            # SIGKILL the first worker seen running a unit, inside it (each call sleeps 0.1 s)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
-                names = {a: str(w["name"]) for a, w in c.client.scheduler_info(n_workers=-1)["workers"].items()}
-                for addr, keys in c.client.processing().items():
-                    if any(str(k).startswith("convbench-check") for k in keys) and names.get(addr) in c.workers:
-                        time.sleep(0.05)
-                        os.kill(c.workers[names[addr]].pid, signal.SIGKILL)
-                        killed.append(names[addr])
-                        return
-                time.sleep(0.02)
 
-        t = threading.Thread(target=kill_when_busy)
-        t.start()
-        remote = run_checks(impls, CASES, checks=CHECKS, executor=c.address, progress=False)
+    def kill_when_busy() -> None:
+        # SIGKILL the added worker once it runs a unit, inside it (each call sleeps 0.1 s)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            names = {a: str(w["name"]) for a, w in cluster.client.scheduler_info(n_workers=-1)["workers"].items()}
+            for addr, keys in cluster.client.processing().items():
+                if names.get(addr) == "victim" and any(str(k).startswith("convbench-check") for k in keys):
+                    time.sleep(0.05)
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed.append("victim")
+                    return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=kill_when_busy)
+    t.start()
+    try:
+        remote = run_checks(impls, CASES, checks=CHECKS, executor=cluster.address, progress=False)
+    finally:
         t.join()
     assert killed, "no worker was killed: the test did not test anything"
+    assert victim.wait(10) == -signal.SIGKILL
     assert _bare(remote) == _bare(local)  # every unit, once, with the local run's result
-    assert "crashed" not in {r["status"] for r in remote}  # the lost units ran again on the other worker
+    assert "crashed" not in {r["status"] for r in remote}  # the lost units ran again on the other workers
 
 
-def test_an_unreachable_cluster_is_a_usage_error_naming_the_address(tmp_path):
+def test_an_unreachable_cluster_is_a_usage_error_naming_the_address():
     port = _free_port()
     res = subprocess.run([*CLI, "check", "--impl", "im2col", "--case", "n1c1h3w3o1k1", "--executor",
                           f"dask://127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
@@ -166,3 +214,9 @@ def test_an_unreachable_cluster_is_a_usage_error_naming_the_address(tmp_path):
     assert f"127.0.0.1:{port}" in res.stderr and "cannot reach" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
+
+def test_a_cluster_host_that_does_not_resolve_is_a_usage_error_naming_it(capsys):
+    assert main(["check", "--impl", "im2col", "--case", "n1c1h3w3o1k1", "--executor",
+                 "dask://nosuchhost.invalid:8786"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchhost.invalid:8786" in err and "does not resolve" in err and len(err.strip().splitlines()) == 1

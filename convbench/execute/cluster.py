@@ -14,6 +14,7 @@ start as before.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import uuid
 from typing import Any, Callable, Iterator
@@ -37,6 +38,22 @@ def parse_address(spec: str) -> str:
     if not m or not 0 < int(m["port"]) < 65536:
         raise ParamError(f"executor must be 'local' or 'dask://HOST:PORT', got {spec!r}")
     return f"tcp://{m['host']}:{m['port']}"
+
+
+def _listening(address: str, tcp: str, timeout: float) -> None:
+    """A usage error at once where nothing listens at ``tcp`` or its host name does not resolve
+    (the client would retry for the whole ``timeout``); anything else is left to the client."""
+    host, _, port = tcp[6:].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except ConnectionRefusedError:
+        raise ParamError(f"executor {address!r}: cannot reach a Dask scheduler at {tcp[6:]} "
+                         f"(nothing listens there: connection refused)") from None
+    except socket.gaierror as exc:
+        raise ParamError(f"executor {address!r}: cannot reach a Dask scheduler at {tcp[6:]} "
+                         f"(the host name does not resolve: {exc.strerror or exc})") from None
+    except OSError:
+        pass  # unroutable, slow: the client's own attempt says what it found
 
 
 _THREAD = threading.local()
@@ -79,6 +96,7 @@ class DaskExecutor:
         # deferred: distributed takes a second to import, and only this executor needs it
         from distributed import Client
 
+        _listening(address, tcp, connect_timeout)
         try:
             self.client = Client(tcp, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
