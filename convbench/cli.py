@@ -29,7 +29,7 @@ from convbench.ops import get_op
 from convbench.records import FAILING
 from convbench.registry import implementations, load_impl, registered
 from convbench.verify import format_report, run_checks
-from convbench.verify.report import verdict_lines
+from convbench.verify.report import checked_in, verdict_lines
 
 __all__ = ["main"]
 
@@ -229,10 +229,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         store.check_writable_json(args.json)
     impls, cases = _selection(args, "edge")
     with _executor(args) as ex:
+        t0 = time.perf_counter()
         records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout, executor=ex,
                              deadline=None if args.deadline is None else max(_left(args), 0.1))
+        took = time.perf_counter() - t0
     # the results are printed first: a --json that fails to write loses none of them
     print(format_report(records), flush=True)
+    # what it cost where it ran (compare --jobs 1, the default and a cluster on the same checks)
+    print(checked_in(records, took), file=sys.stderr)
     if args.json:
         store.write_json(args.json, records)
     if args.load_failed:

@@ -25,6 +25,7 @@ from convbench.measure.machine import fingerprint, machine_record, peaks
 from convbench.ops import get_op, op_names
 from convbench.registry import registered
 from convbench.verify import run_checks
+from convbench.verify.report import checked_in
 from convbench.records import FAILING
 
 __all__ = ["MainJob", "run_main_job", "move_aside", "BASELINE"]
@@ -134,11 +135,14 @@ def run_main_job(out: Path, budget: float | None = 100.0, ops: list[str] | None 
         impls = (shipped[:1] + own + shipped[1:] if shipped and shipped[0].info.name == BASELINE
                  else own + shipped)
         say(f"== {op}: checking {len(impls)} implementations on the edge suite")
+        t0 = time.perf_counter()
         recs = run_checks(impls, get_suite("edge", op), executor=executor)
+        took = time.perf_counter() - t0
         job.check_records += recs
         store.write_json(job.check_path, job.check_records)  # kept whatever happens to the benchmarks
         say(f"   {sum(r['status'] == 'passed' for r in recs)} passed, {sum(r['status'] in FAILING for r in recs)} "
-            f"failed, {sum(r['status'] in ('skipped', 'unsupported') for r in recs)} skipped or unsupported")
+            f"failed, {sum(r['status'] in ('skipped', 'unsupported') for r in recs)} skipped or unsupported; "
+            f"{checked_in(recs, took)}")
         share = left / (len(ops) - i) if left else None
         spent = time.perf_counter()
         say(f"== {op}: benchmarking the quick suite (budget {f'{share:.0f} s' if share else 'unlimited'})")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,17 @@ def test_the_operator_comes_from_the_layer_when_op_is_not_given(capsys):
     spec = f"{LAYERS}:MaxPool2D"
     assert main(["check", "--impl", spec, "--case", "n2c3h8w8k2"]) == 0
     assert "max_pool2d" in capsys.readouterr().out
+
+
+def test_check_says_how_long_its_checks_took_and_where_they_ran(tmp_path, capsys):
+    """The figure to compare ``--jobs 1``, the default pool and a cluster with: one line on
+    stderr, the count and the workers read from the records."""
+    out = tmp_path / "c.json"
+    assert main(["check", "--impl", "im2col", "--case", "n1c2h6w6o2k3", "--jobs", "1", "--json", str(out)]) == 0
+    recs = json.loads(out.read_text())
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"{len(recs)} checks in \d+\.\d s on 1 worker: {re.escape(socket.gethostname())}/main",
+                        line), line
 
 
 def test_a_layer_that_cannot_be_the_named_op_is_a_usage_error(capsys):

@@ -7,7 +7,7 @@ from typing import Any, Collection
 
 from convbench.records import CHECK_STATUSES, FAILING, causes_of
 
-__all__ = ["format_report", "format_failure", "verdict_lines", "VALUE_CHECKS"]
+__all__ = ["format_report", "format_failure", "verdict_lines", "checked_in", "VALUE_CHECKS"]
 
 
 def _num(v: Any) -> str:
@@ -205,3 +205,11 @@ def format_report(records: list[dict[str, Any]]) -> str:
         n = sum(c["passed"] for c in counts.values())
         out.append(f"\nOK: {n} checks passed ({len(records) - n} skipped or unsupported)")
     return "\n".join(out)
+
+
+def checked_in(records: list[dict[str, Any]], seconds: float) -> str:
+    """One line: how many checks took how long, on which workers (the records' ``worker``)."""
+    workers = sorted({str(r["worker"]) for r in records if r.get("worker")})
+    shown = ", ".join(workers[:4]) + (f", ... ({len(workers) - 4} more)" if len(workers) > 4 else "")
+    return (f"{len(records)} checks in {seconds:.1f} s"
+            + (f" on {len(workers)} worker{'s' if len(workers) != 1 else ''}: {shown}" if workers else ""))
