@@ -41,7 +41,7 @@ run: $(STAMP)
 # pytest exits 5 when it collects nothing: with a selection that is a message, not a failure;
 # without one it means the suite vanished, which fails.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 	  echo "pytest collected no tests$(if $(PYTEST_ARGS), for '$(PYTEST_ARGS)',)"; \
 	  if [ -n "$(PYTEST_ARGS)" ]; then exit 0; else exit 1; fi; \

@@ -1,6 +1,7 @@
 """The Dask executor against a real cluster: a `dask scheduler` and `dask worker` processes on
-127.0.0.1 (loopback only), started once for the module and stopped after it. The test that kills
-a worker adds one of its own to the cluster and kills that one."""
+127.0.0.1 (loopback only), started once for the module (once per test process that runs its
+tests, under xdist) and stopped after it. The test that kills a worker adds one of its own to the
+cluster and kills that one."""
 from __future__ import annotations
 
 import json
@@ -24,9 +25,6 @@ from convbench.registry import get_impl, load_impl
 from convbench.verify import run_checks
 
 pytest.importorskip("distributed")
-# one test process runs the module (make test's --dist loadgroup): one cluster, its workers warm
-# (peaks measured, torch imported) from one test to the next
-pytestmark = pytest.mark.xdist_group("dask-cluster")
 
 DASK = str(Path(sys.executable).parent / "dask")
 PLANTED = Path(__file__).parent / "planted_exec"
