@@ -447,7 +447,7 @@ def test_fastest_choice_is_recorded_by_the_bench_layer():
 
     case = parse_descriptor("n1c2h6w6o2k3p1")
     impl = get_impl("fastest")
-    runner = type("R", (), {"run_id": "t", "machine": {}, "threads": None})()
+    runner = type("R", (), {"run_id": "t", "machine": {}, "threads": None, "worker_name": "t"})()
     rec = bench._base(runner, impl, case, "forward")
     assert rec["choice"] == impl.choice(case.params, "float32", "forward")
 
