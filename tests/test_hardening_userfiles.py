@@ -155,3 +155,36 @@ def test_run_imports_a_users_file_only_in_a_worker(tmp_path):
     (line,) = errors(p.stderr)
     assert p.returncode == 2 and "--impl" in line and f"{bad}:conv" in line and SAYS["oexit7"] in line, p.stderr
 
+
+
+def test_check_impl_imports_a_users_file_only_in_a_worker(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text("import os\nopen(os.path.join(os.path.dirname(__file__), f'imported-by-{os.getpid()}'), 'w')\n"
+                    + GOOD)
+    import os
+
+    import convbench
+
+    recs = convbench.check_impl(f"{good}:conv", cases=[CASE])
+    forward = [r for r in recs if r["direction"] == "forward"]
+    assert forward and all(r["status"] == "passed" for r in forward), recs
+    pids = {p.name.split("-")[-1] for p in tmp_path.glob("imported-by-*")}
+    assert pids and str(os.getpid()) not in pids
+
+
+@pytest.mark.parametrize("kind", ["oexit7", "exit3", "raises", "syntax"])
+def test_check_impl_on_a_file_that_misbehaves_at_import_raises_param_error_and_the_caller_lives_on(tmp_path, kind):
+    # the public API once imported the file in the caller: os._exit(7) ended the user's session
+    bad = tmp_path / f"{kind}.py"
+    bad.write_text(HOSTILE[kind] + GOOD)
+    code = textwrap.dedent(f'''
+        import convbench
+        try:
+            convbench.check_impl({f"{bad}:conv"!r}, cases=[{CASE!r}])
+        except convbench.ParamError as exc:
+            print("ParamError:", exc)
+        print("still here")
+    ''')
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.endswith("still here\n"), (p.stdout, p.stderr)
+    assert f"{bad}:conv" in p.stdout and SAYS[kind] in p.stdout, p.stdout

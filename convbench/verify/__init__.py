@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from convbench._errors import ParamError
 from convbench.cases import Case, cases_from, with_dtype
+from convbench.measure.remote import LoadError, is_user_spec, load_isolated
 from convbench.registry import load_impl
 from convbench.verify.checks import CHECKS
 from convbench.verify.pytest import parametrize_with_checks
@@ -44,13 +46,26 @@ def check_impl(spec_or_impl: Any, op: str | None = None, suite: str | None = "qu
     list of dict
         Check records; ``format_report(records)`` prints them.
 
+    Raises
+    ------
+    ParamError
+        The spec cannot be loaded (no such file or object, or its import raised, exited or hung);
+        a file or module spec is imported only in an isolated worker (unless ``isolate=False``),
+        so nothing it does at import reaches the calling process.
+
     Examples
     --------
     >>> import convbench                                          # doctest: +SKIP
     >>> recs = convbench.check_impl("layers.py:Conv2D", suite="edge")
     >>> print(convbench.verify.format_report(recs))
     """
-    impl = load_impl(spec_or_impl, op=op)
+    if is_user_spec(spec_or_impl) and kwargs.get("isolate", True) is not False:
+        try:
+            impl = load_isolated(spec_or_impl, op, kwargs.get("timeout"))
+        except LoadError as exc:
+            raise ParamError(f"impl spec {spec_or_impl!r}: {exc}") from None
+    else:
+        impl = load_impl(spec_or_impl, op=op)
     op = op or impl.info.op
     if isinstance(cases, (str, Case)):  # one descriptor or case, not a sequence of characters
         cases = [cases]
