@@ -85,11 +85,19 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+#: a record has at least one of these (every record the engine writes has them all)
+_RECORD_KEYS = frozenset({"impl", "op", "case", "direction", "status", "check"})
+
+
 def _split(items: list[Any], path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     bench, checks = [], []
     for k, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"report input {str(path)!r}: item {k} is a {type(item).__name__}, not a record")
+        if not _RECORD_KEYS & set(item):  # a sparse record is read; an object of some other kind is not
+            keys = ", ".join(map(str, list(item)[:6])) or "none"
+            raise ValueError(f"report input {str(path)!r}: item {k} has none of {', '.join(sorted(_RECORD_KEYS))}, "
+                             f"so it is not a convbench record (its keys: {keys})")
         (checks if "check" in item and "t_median_s" not in item else bench).append(item)
     return bench, checks
 

@@ -187,6 +187,9 @@ def _asv_like(d: Path) -> Path:
     (lambda p: (p / "notasv").mkdir() or (p / "notasv" / "a.txt").write_text("x"), "no asv results"),
     (lambda p: _asv_like(p / "badasv") and None, "asv result"),
     (lambda p: (p / "bad.json").write_text(json.dumps([{"check": "x"}, 5])), "item 1"),
+    # JSON that holds no record once gave a report of one "error" row with exit status 0
+    (lambda p: (p / "pb3.json").write_text(json.dumps({"benchmarks": "x"})), "not a convbench record"),
+    (lambda p: (p / "other.jsonl").write_text('{"a": 1}\n{"a": 2}\n'), "not a convbench record"),
 ])
 def test_report_and_compare_on_bad_inputs_never_show_a_traceback(tmp_path, make, fragment):
     make(tmp_path)
