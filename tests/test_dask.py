@@ -42,12 +42,11 @@ def _free_port() -> int:
 class Cluster:
     """A scheduler and named workers (one thread each, no nanny: a killed worker stays dead)."""
 
-    def __init__(self, tmp: Path, names: tuple[str, ...]) -> None:
+    def __init__(self, tmp: Path, names: tuple[str, ...], env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.address = f"dask://127.0.0.1:{self.port}"
         self.log = open(tmp / "cluster.log", "w")
-        # a unit whose worker dies runs once more elsewhere, then it is crashed
-        self.env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
+        self.env = dict(os.environ, **(env or {}))
         self.scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
                                            "--no-dashboard"], stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         self.workers: dict[str, subprocess.Popen] = {}
@@ -88,7 +87,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Workers w1 and w2 on one scheduler, shared by the module's tests."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"), ("w1", "w2"))
+    # a unit whose worker dies runs once more elsewhere, then it is crashed (as the executor does)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), ("w1", "w2"), env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
     try:
         yield c
     finally:
@@ -207,6 +207,47 @@ def test_a_worker_killed_mid_run_loses_no_unit(cluster):
     assert victim.wait(10) == -signal.SIGKILL
     assert _bare(remote) == _bare(local)  # every unit, once, with the local run's result
     assert "crashed" not in {r["status"] for r in remote}  # the lost units ran again on the other workers
+
+
+def test_a_unit_whose_worker_dies_runs_again_once_then_is_crashed_naming_the_worker(tmp_path):
+    # on a scheduler left at its defaults (allowed-failures 3) a unit once ran on a third worker
+    # after two had died under it (and on a fourth after three)
+    sleepy = tmp_path / "sleepy.py"
+    sleepy.write_text((PLANTED / "slow.py").read_text().replace("time.sleep(0.1)", "time.sleep(0.5)")
+                      .replace("os.path.dirname(__file__)", repr(str(PLANTED))))
+    impl = load_impl(f"{sleepy}:conv2d")
+    unit = Unit("check", impl.info.spec, impl.info.name, "conv2d", CASES[0], ("forward",), index=0,
+                timeout=60.0, options={"check": "random", "shrink": False})
+    c = Cluster(tmp_path, ("k1", "k2", "k3"), env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"})
+    killed: list[str] = []
+
+    def kill_whoever_runs_it() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(killed) < 2:
+            names = {a: str(w["name"]) for a, w in c.client.scheduler_info(n_workers=-1)["workers"].items()}
+            for addr, keys in c.client.processing().items():
+                name = names.get(addr)
+                if name in c.workers and name not in killed and any(str(k).startswith("convbench-check") for k in keys):
+                    time.sleep(0.2)
+                    os.kill(c.workers[name].pid, signal.SIGKILL)
+                    killed.append(name)
+                    break
+            time.sleep(0.02)
+
+    try:
+        t = threading.Thread(target=kill_whoever_runs_it)
+        t.start()
+        try:
+            with get_executor(c.address) as ex:
+                (out,) = list(ex.run([unit]))
+        finally:
+            t.join()
+        assert len(killed) == 2, f"the unit ran on {killed} only: the test did not test anything"
+        assert out.status == "crashed" and out.worker == killed[1], (out.status, out.worker, out.message)
+        assert "died, 2 times" in out.message and killed[1] in out.message, out.message
+        assert c.names() == {"k1", "k2", "k3"} - set(killed)   # the third worker lives on
+    finally:
+        c.close()
 
 
 def test_an_unreachable_cluster_is_a_usage_error_naming_the_address():

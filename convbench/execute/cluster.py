@@ -3,10 +3,12 @@
 The client submits every unit as a task; on a worker the task runs the unit in a
 :class:`~convbench.execute.slot.Slot` of that worker thread (a child process, so an implementation
 that hangs or aborts costs a ``timeout`` or ``crashed`` record, not the worker). Results come back
-as they finish. A worker that dies mid-unit is the scheduler's business: it runs the task again on
-another worker, up to its ``distributed.scheduler.allowed-failures`` (3 by default; 1 gives "once");
-past that the unit is ``crashed``, named with the last worker that died on it. No scheduling is
-done here.
+as they finish. A worker that dies mid-unit: the scheduler runs the task again on another worker;
+the client hears of each death from the scheduler's ``remove-worker`` events and, at the second
+death under one unit, cancels it: the unit is ``crashed``, named with the worker that died last
+(a scheduler whose ``distributed.scheduler.allowed-failures`` is 0 gives up after one death
+itself). A unit that kills every worker it runs on so takes two workers down, not the scheduler's
+default four. No scheduling is done here.
 
 ``distributed`` is imported only when a cluster is used: every other command stays as quick to
 start as before.
@@ -57,6 +59,41 @@ def _listening(address: str, tcp: str, timeout: float) -> None:
 
 
 _THREAD = threading.local()
+
+#: worker deaths under one unit after which it is ``crashed`` rather than run again
+DEATHS_PER_UNIT = 2
+
+
+class _Deaths:
+    """The handler of the scheduler's events: counts the deaths of workers under this run's units
+    and cancels a unit at its :data:`DEATHS_PER_UNIT`-th (the run then records it ``crashed``)."""
+
+    def __init__(self, client: Any, futures: dict[str, Any], names: dict[str, str]) -> None:
+        self.client, self.futures, self.names = client, futures, names
+        self.count: dict[str, int] = {}
+        self.last: dict[str, str] = {}
+
+    async def __call__(self, event: tuple[float, Any]) -> None:
+        msg = event[1]
+        if not isinstance(msg, dict) or msg.get("action") != "remove-worker" or msg.get("expected"):
+            return   # a worker that leaves when told to (retired, closed) gives its units back unharmed
+        worker = str(msg.get("worker"))
+        gone = [k for k in msg.get("processing-tasks", ()) if k in self.futures]
+        for key in gone:
+            self.count[key] = self.count.get(key, 0) + 1
+            self.last[key] = self.names.get(worker, worker)
+        over = [self.futures[k] for k in gone if self.count[k] >= DEATHS_PER_UNIT]
+        if over:  # in the client's own loop: the asynchronous form of cancel
+            await self.client.cancel(over, asynchronous=True, reason="its workers died")
+
+    def outcome(self, key: str, unit: Unit) -> Outcome | None:
+        """The ``crashed`` outcome of a unit cancelled here, else None."""
+        n = self.count.get(key, 0)
+        if n < DEATHS_PER_UNIT:
+            return None
+        name = self.last[key]
+        return Outcome(unit, "crashed", worker=name,
+                       message=f"the worker running it died, {n} times (last on worker {name})")
 
 
 def run_on_worker(unit: Unit) -> Outcome:
@@ -112,8 +149,7 @@ class DaskExecutor:
     @property
     def workers(self) -> list[str]:
         """The names of the cluster's workers now."""
-        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        return sorted(str(w.get("name", a)) for a, w in info.items())
+        return sorted(self._names().values())
 
     def run(self, units: list[Unit], *, skip: Callable[[Unit], str | None] | None = None,
             note: Callable[[Outcome], None] | None = None, parallel: bool = True) -> Iterator[Outcome]:
@@ -128,15 +164,20 @@ class DaskExecutor:
             return
         token = uuid.uuid4().hex[:8]
         pending: dict[Any, Unit] = {}
+        by_key: dict[str, Any] = {}
+        deaths = _Deaths(self.client, by_key, self._names())
+        # before the units go: the subscription and the submissions share one ordered stream
+        self.client.subscribe_topic("all", deaths)
         for u in units:
             fut = self.client.submit(run_on_worker, u, key=f"convbench-{u.kind}-{token}-{u.index}", pure=False)
             pending[fut] = u
+            by_key[fut.key] = fut
         try:
             for fut in as_completed(list(pending), loop=self.client.loop):
                 unit = pending.pop(fut, None)
                 if unit is None:  # cancelled below
                     continue
-                out = self._outcome(fut, unit, KilledWorker)
+                out = deaths.outcome(fut.key, unit) or self._outcome(fut, unit, KilledWorker)
                 if note is not None:
                     note(out)
                 yield out
@@ -151,8 +192,14 @@ class DaskExecutor:
                                 note(out)
                             yield out
         finally:
+            self.client.unsubscribe_topic("all")
             if pending:  # interrupted: the cluster drops what has not run
                 self.client.cancel(list(pending))
+
+    def _names(self) -> dict[str, str]:
+        """Worker address -> name, for the workers the scheduler has now."""
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return {a: str(w.get("name", a)) for a, w in info.items()}
 
     @staticmethod
     def _outcome(fut: Any, unit: Unit, killed: type) -> Outcome:
