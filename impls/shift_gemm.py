@@ -1,4 +1,10 @@
-"""conv2d as implicit GEMM: channel-major stride phases, one GEMM per kernel row over a shifted window."""
+"""conv2d as implicit GEMM: channel-major stride phases, one GEMM per kernel row over a shifted window.
+
+One module, past the project's 500 lines on purpose: forward, both gradients and the choice of
+layout are one algorithm over one data layout (the stride phases, the padded row buffers and the
+tap order that keeps every GEMM operand contiguous); split, each part would import the others'
+private geometry back. The parts every fast algorithm shares live in ``impls/_fast_common.py``.
+"""
 from __future__ import annotations
 
 import dataclasses
