@@ -312,7 +312,7 @@ def _load_baseline(args: argparse.Namespace) -> Any:
     is a usage error."""
     try:
         return _load_spec(args.baseline, args.op, "--baseline", max(_left(args), 0.1) if args.deadline else LOAD_TIMEOUT)
-    except LoadError as exc:
+    except (LoadError, ParamError) as exc:
         raise UsageError(f"--baseline {args.baseline!r}: {_one_line(str(exc))}") from None
 
 

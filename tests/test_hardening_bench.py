@@ -9,6 +9,7 @@ import time
 
 from _fakes import MACHINE
 
+from convbench import cli
 from convbench.cases import parse_descriptor
 from convbench.measure import bench
 from convbench.measure.bench import run_bench
@@ -123,6 +124,13 @@ def test_bench_baseline_file_is_loaded_in_a_worker_and_its_failure_is_one_line(t
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "--baseline" in lines[0] and str(f) in lines[0], p.stderr
+
+
+def test_an_unknown_baseline_name_is_said_as_the_baseline(capsys):
+    # it once read "impl 'nosuch' is not a registered ...", naming no --baseline
+    assert cli.main(["bench", "--impl", "im2col", "--case", "n1c2h5w5o2k3", "--baseline", "nosuch"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--baseline 'nosuch'" in line and "not a registered" in line, line
 
 
 def test_bench_refuses_what_only_runs_here_on_a_cluster():
