@@ -5,8 +5,9 @@ import numpy as np
 
 from convbench.cases import parse_descriptor
 from convbench.cli import main
+from convbench.measure import rounds
 from convbench.measure.bench import run_bench
-from convbench.measure.rounds import MAX_ROUNDS, MIN_BLOCK_S, plan_rounds, run_rounds
+from convbench.measure.rounds import MAX_ROUNDS, MIN_BLOCK_S, MIN_ROUNDS, plan_rounds, run_rounds
 from convbench.registry import ImplInfo, Implementation
 
 from _fakes import MACHINE, MockClock
@@ -74,3 +75,49 @@ def test_a_bench_run_pairs_the_rounds_and_a_baseline_run_compares_itself(tmp_pat
                      machine=MACHINE, directions=("forward",), interleave_rounds=False, after_check=False,
                      clock=clock)
     assert all("rounds" not in r for r in recs)
+
+
+def test_a_limited_budget_pays_for_the_rounds_and_still_measures_every_case(monkeypatch):
+    # the rounds once came on top of the items' shares, planned from the calls' times alone while
+    # each block also paid its settling: `convbench run` measured half the items it had before
+    # the rounds existed, its later cases all "budget spent"
+    clock = MockClock()
+
+    def settle():   # parking the BLAS threads after a block: ~1-3 ms on a 2-core VM
+        clock.now += 2e-3
+
+    monkeypatch.setattr(rounds, "park_blas_threads", settle)
+    a, b = Ticking("a", 1e-3, clock), Ticking("b", 1.2e-3, clock)
+    cases = [parse_descriptor(f"n1c1h{4 + i}w4o1k1") for i in range(8)]
+    recs = run_bench([a, b], cases, out=None, budget=2.0, threads=None, resume=False, progress=False,
+                     machine=MACHINE, directions=("forward",), after_check=False, clock=clock)
+    assert [r["status"] for r in recs] == ["ok"] * 16, [(r["case"], r["status"], r.get("reason")) for r in recs]
+    assert all(len(r.get("rounds", ())) >= MIN_ROUNDS for r in recs), [len(r.get("rounds", ())) for r in recs]
+    assert clock.now <= 2.0 * 1.1   # the run kept to its budget, rounds included
+    late = [r["budget_s"] for r in recs[-4:]]
+    assert min(late) >= 0.5 * recs[0]["budget_s"], late   # the last cases still had their shares
+
+
+class _Costly:
+    """A participant whose every block costs ``extra`` mock seconds on top of its calls (a
+    settling of the BLAS threads, a worker's message)."""
+
+    def __init__(self, clock, t, extra):
+        self.clock, self.t, self.extra, self.blocks = clock, t, extra, 0
+
+    def block(self, number):
+        self.blocks += 1
+        self.clock.now += number * self.t + self.extra
+        return self.t
+
+
+def test_rounds_keep_to_their_budget_with_what_each_block_costs_beside_its_calls():
+    # planned from the calls' times alone, a phase of small calls once took 3-8x its budget
+    clock = MockClock()
+    parts = [_Costly(clock, 1e-3, 4e-3), _Costly(clock, 1e-3, 4e-3)]
+    out = run_rounds(parts, [1, 1], rounds=MAX_ROUNDS, seed=0, budget_s=0.2, clock=clock)
+    assert MIN_ROUNDS <= len(out[0]) == len(out[1]) < MAX_ROUNDS
+    assert clock.now <= 0.2 + 1e-9
+    clock.now = 0.0   # a budget that pays for fewer than MIN_ROUNDS rounds: none recorded
+    out = run_rounds(parts, [1, 1], rounds=MAX_ROUNDS, seed=0, budget_s=0.04, clock=clock)
+    assert out == [[], []] and clock.now <= 0.04

@@ -69,10 +69,10 @@ WARM_GRACE_S = 10.0
 class _Runner:
     def __init__(self, out: Path | None, budget: Budget, machine: dict[str, Any], threads: dict[str, Any],
                  timeout_grace: float = ISOLATE_GRACE_S, clock: Callable[[], float] | None = None,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, slots: int = 1) -> None:
         self.clock = clock
         self.out, self.budget, self.machine, self.threads = out, budget, machine, threads
-        self.planner = Planner(budget, self._probe)
+        self.planner = Planner(budget, self._probe, slots)
         self.run_id = uuid.uuid4().hex[:12]
         #: the records' ``worker``: this process (a cluster's run names its worker instead)
         self.worker_name = here_worker()
@@ -344,9 +344,13 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
         # the budget counts from here, the first item: what came before (fingerprinting, measuring
         # the peaks on a machine's first run, warming the profiler) is the same whatever is timed,
         # and must not leave a short budget nothing to measure
-        budget_clock = Budget(budget, len(todo), **({"clock": clock} if clock else {}))
+        # under a limited budget each item also holds a share for its case's interleaved rounds,
+        # released when they are done: the rounds are paid from the budget, not on top of it
+        slots = 2 if interleave_rounds and budget is not None and len(impls) > 1 else 1
+        budget_clock = Budget(budget, len(todo) * slots, **({"clock": clock} if clock else {}))
         runner = _Runner(out, budget_clock, machine, th, timeout_grace=timeout_grace, clock=clock,
-                         deadline=None if deadline is None else deadline - (time.monotonic() - started))
+                         deadline=None if deadline is None else deadline - (time.monotonic() - started),
+                         slots=slots)
         runner.baseline = {id(baseline)} if baseline is not None else set()
         runner.after_check = AFTER_CHECK if after_check is None else after_check
         listeners = _listeners(impls, machine)
@@ -364,10 +368,15 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                         continue
                     # the case is done: its implementations interleaved, then its records written
                     late = runner.end is not None and time.monotonic() >= runner.end
+                    reserved = len(pending) * (slots - 1)   # the rounds' shares: spent here or set free
                     for dd in directions if interleave_rounds and not late else ():
-                        cap = runner.budget.share() * len(pending) if runner.budget.limited else None
-                        interleave([g for g in pending if g[2] == dd], budget_cap=cap, run_id=runner.run_id,
-                                   seed=n, worker_for=runner.worker, clock=clock)
+                        group = [g for g in pending if g[2] == dd]
+                        cap = runner.budget.share() * len(group) if runner.budget.limited else None
+                        interleave(group, budget_cap=cap, run_id=runner.run_id, seed=n,
+                                   worker_for=runner.worker, clock=clock)
+                        runner.budget.done(min(len(group) * (slots - 1), reserved))
+                        reserved -= min(len(group) * (slots - 1), reserved)
+                    runner.budget.done(reserved)
                     for *_, r in pending:
                         if out is not None:
                             store.append(out, r)

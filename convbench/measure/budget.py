@@ -216,8 +216,8 @@ class Planner:
         (a shrunk copy of a case); None when it failed.
     """
 
-    def __init__(self, budget: Budget, probe: ProbeFn) -> None:
-        self.budget, self.rates, self._probe_fn = budget, RateBook(), probe
+    def __init__(self, budget: Budget, probe: ProbeFn, slots: int = 1) -> None:
+        self.budget, self.rates, self._probe_fn, self.slots = budget, RateBook(), probe, slots
 
     @staticmethod
     def _key(impl: Any, case: Any, direction: str) -> tuple[str, ...]:
@@ -227,20 +227,25 @@ class Planner:
         """Whether ``impl`` runs ``case`` in ``direction`` within its share, and how.
 
         Under a limited budget this predicts the call's time (:meth:`predict`, which may probe)
-        and skips the item when the prediction is over its share or the budget is spent.
+        and skips the item when the prediction is over its share or the budget is spent. An item
+        holds ``slots`` of the budget's shares: it is timed within one, and skipped only when a
+        call would not fit in all of them (the others pay for its case's interleaved rounds,
+        which a call that large leaves out).
         """
         share = self.budget.share()
         if not self.budget.limited:
             return Plan(share=share)
-        if share < MIN_SHARE_S:
-            return Plan(share=share, skip=f"budget spent ({format_seconds(share)} left for this case)")
-        est = self.predict(impl, case, direction, flops, share)
+        allot = share * self.slots
+        if allot < MIN_SHARE_S:
+            return Plan(share=share, skip=f"budget spent ({format_seconds(allot)} left for this case)")
+        est = self.predict(impl, case, direction, flops, allot)
         share = self.budget.share()  # what the probes left
-        if est is not None and est > share:
+        allot = share * self.slots
+        if est is not None and est > allot:
             return Plan(share=share, est=est, predicted=True,
-                        skip=f"est. {format_seconds(est)} > budget {format_seconds(share)}")
+                        skip=f"est. {format_seconds(est)} > budget {format_seconds(allot)}")
         # one call that takes most of the share leaves no time for the separate memory call
-        return Plan(share=share, est=est, predicted=True, memory=est is None or est * 2 <= share)
+        return Plan(share=share, est=est, predicted=True, memory=est is None or est * 2 <= allot)
 
     def observe(self, impl: Any, case: Any, direction: str, flops: float, seconds: float) -> None:
         """A measured call of ``flops`` FLOPs took ``seconds``: the rate later predictions use."""

@@ -77,15 +77,33 @@ def plan_rounds(per_call_s: Sequence[float], budget_s: float) -> tuple[list[int]
 
 
 def run_rounds(participants: Sequence[Participant], numbers: Sequence[int], rounds: int,
-               seed: int = 0) -> list[list[float]]:
+               seed: int = 0, *, budget_s: float | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
     """Per-call seconds of each participant in each round (``out[i][r]``), blocks in a random
-    order within each round; one untimed warm-up block each first."""
+    order within each round; one untimed warm-up block each first.
+
+    With ``budget_s`` the phase keeps to that many seconds of ``clock``, all it costs included (a
+    block's settling, a worker's message, a heap policy's switch: per block, often more than the
+    calls themselves on small cases): the warm-up round's cost sizes the rounds, the phase stops
+    once the next round would pass the budget, and where fewer than :data:`MIN_ROUNDS` fit the
+    result is empty lists (nothing paired).
+    """
     rng = random.Random(seed)
+    out: list[list[float]] = [[] for _ in participants]
+    if budget_s is not None and budget_s <= 0:
+        return out
+    t0 = clock()
     for p, n in zip(participants, numbers):
         p.block(n)
-    out: list[list[float]] = [[] for _ in participants]
+    if budget_s is not None:
+        per_round = clock() - t0   # what one round of blocks costs here, overheads and all
+        rounds = min(rounds, int((budget_s - per_round) / per_round)) if per_round > 0 else rounds
+        if rounds < MIN_ROUNDS:
+            return out
     order = list(range(len(participants)))
-    for _ in range(rounds):
+    for r in range(rounds):
+        if budget_s is not None and r >= MIN_ROUNDS and (clock() - t0) * (r + 2) / (r + 1) > budget_s:
+            break   # the rounds so far say the next one would pass the budget
         rng.shuffle(order)
         for i in order:
             out[i].append(participants[i].block(numbers[i]))
@@ -154,8 +172,8 @@ def interleave(group: Sequence[tuple[Any, Any, str, dict[str, Any]]], *, budget_
 
     ``group``: (implementation, case, direction, record) of each. The phase takes about as long
     again as the items' own timing (at most :data:`MAX_PHASE_S` per implementation, and
-    ``budget_cap`` when the run's budget is limited); left out where fewer than
-    :data:`MIN_ROUNDS` rounds fit. A participant that fails leaves ``rounds_error`` on the
+    ``budget_cap`` when the run's budget is limited), everything it does counted; left out where
+    fewer than :data:`MIN_ROUNDS` rounds fit. A participant that fails leaves ``rounds_error`` on the
     records, which keep their own timing. ``worker_for(impl)``: the isolate worker of an
     isolated implementation; ``clock``: in-process blocks' clock (tests inject a mock).
     """
@@ -163,20 +181,24 @@ def interleave(group: Sequence[tuple[Any, Any, str, dict[str, Any]]], *, budget_
     if len(ok) < 2:
         return
     budget = sum(min(rec.get("elapsed_s") or MAX_PHASE_S, MAX_PHASE_S) for *_, rec in ok)
-    numbers, rounds = plan_rounds([rec["t_median_s"] for *_, rec in ok],
-                                  budget if budget_cap is None else min(budget, budget_cap))
+    if budget_cap is not None:
+        budget = min(budget, budget_cap)
+    numbers, rounds = plan_rounds([rec["t_median_s"] for *_, rec in ok], budget)
     if not rounds:
         return
+    clock = clock or time.perf_counter
+    t0 = clock()   # preparing the participants' calls is paid from the phase's budget too
     try:
-        times = run_rounds([_participant(impl, case, d, worker_for, clock or time.perf_counter)
-                            for impl, case, d, _ in ok], numbers,
-                           rounds, seed=seed)
+        parts = [_participant(impl, case, d, worker_for, clock) for impl, case, d, _ in ok]
+        times = run_rounds(parts, numbers, rounds, seed=seed, budget_s=budget - (clock() - t0), clock=clock)
     except Exception as exc:
         for *_, rec in ok:
             rec["rounds_error"] = f"{type(exc).__name__}: {exc}"
         return
     finally:
         set_thresholds(*thresholds_for("kept"))
+    if len(times[0]) < MIN_ROUNDS:
+        return   # the budget paid for too few rounds: the records keep their own timing only
     _, case, d, _ = ok[0]
     pid = f"{run_id}/{case.op}/{case.id}/{d}/{case.dtype}"
     for (*_, rec), r in zip(ok, times):
