@@ -13,8 +13,9 @@ import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
-from impls._fast_common import (from_phases, gemm, geometry, phase_ranges, pool, scratch,
-                                single_thread_blas, strided_gemm, to_phases, zero_border)
+from impls._fast_common import (from_phases, gemm, geometry, pool, scratch, single_thread_blas,
+                                strided_gemm, to_phases)
+from impls._taps import cn_phases, from_cn_phases, narrow, narrow_grad_weight, tap_columns
 
 __all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms", "forward_layout", "images_per_chunk"]
 
@@ -82,29 +83,6 @@ def _backward(p: Conv2dParams, dy: np.ndarray, x: np.ndarray,
     return dx, dw, db
 
 
-def _cn_phases(p: Conv2dParams, g, x: np.ndarray, tag: str) -> np.ndarray:
-    """NCHW ``x`` -> zero-padded channel-major phases ``(phases, C, rows+extra)``: copies whose
-    inner runs are whole image rows, far cheaper than a channels-last transpose."""
-    out = scratch(tag, (len(g.phases), p.c, g.rows + g.extra), x.dtype)
-    out[:, :, g.rows:] = 0
-    for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = phase_ranges(p, a, b)
-        img = out[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)
-        zero_border(img, iq, jq)
-        img[:, :, iq, jq] = x[:, :, rs, cs].transpose(1, 0, 2, 3)
-    return out
-
-
-def _from_cn_phases(p: Conv2dParams, g, ph: np.ndarray) -> np.ndarray:
-    """The adjoint of :func:`_cn_phases`: phases -> NCHW, padding dropped."""
-    covered = len(g.phases) == p.stride[0] * p.stride[1]
-    dx = (np.empty if covered else np.zeros)((p.n, p.c, p.h, p.w), ph.dtype)
-    for k, (a, b) in enumerate(g.phases):
-        iq, jq, rs, cs = phase_ranges(p, a, b)
-        dx[:, :, rs, cs] = ph[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq].transpose(1, 0, 2, 3)
-    return dx
-
-
 def _row_operands(p: Conv2dParams, g, ph: np.ndarray, tag: str) -> list[tuple[np.ndarray, int]]:
     """Per kernel row ``u``: (buffer ``(G, cg*kw, L)`` with rows ``(ci, v)``, column offset).
 
@@ -165,7 +143,7 @@ def _to_nchw(src: np.ndarray, b: np.ndarray | None, out: np.ndarray | None) -> n
 
 def full_k(p: Conv2dParams) -> bool:
     """Whether the layer runs as one GEMM with inner dimension ``kh*kw*C/g`` over compacted tap
-    columns (:func:`_tap_columns`) instead of a GEMM per kernel row: where the outputs are few
+    columns (:func:`~impls._taps.tap_columns`) instead of a GEMM per kernel row: where the outputs are few
     next to the filters (small images, many channels), moving the weights into per-row order
     and the per-row copies cost more than copying every tap's window (0.69x forward, 0.52x
     backward on ResNet-50's 512-channel 3x3 layers at batch 8), but not with many outputs per
@@ -175,29 +153,11 @@ def full_k(p: Conv2dParams) -> bool:
     return p.n * oh * ow <= _FULL_K * p.o
 
 
-def _tap_columns(p: Conv2dParams, g, ph: np.ndarray, tag: str) -> np.ndarray:
-    """``(C, kh*kw, N*OH*OW)``: every tap's window of the phases, only the real outputs' columns.
-
-    Row ``(c, t)`` matches the filters' own layout ``w.reshape(O, C/g*kh*kw)``, so the weights go
-    to BLAS as they are. Each output row is a contiguous run of ``OW`` phase values, copied as one
-    opaque item (NumPy moves short float runs element by element)."""
-    oh, ow = p.out_hw
-    isz = ph.itemsize
-    cols = scratch(tag, (p.c, p.kh * p.kw, p.n * oh * ow), ph.dtype)
-    item = np.dtype((np.void, ow * isz))
-    for t, (_, _, k, off) in enumerate(g.taps):
-        # np.ndarray on the buffer directly: as_strided cost ~10 us a tap (its array interface)
-        src = np.ndarray((p.c, p.n, oh, 1), item, ph, k * ph.strides[0] + off * ph.strides[2],
-                         (ph.strides[1], g.hq * g.wq * isz, g.wq * isz, isz))
-        np.copyto(cols[:, t].reshape(p.c, p.n, oh, ow).view(item), src)
-    return cols
-
-
 def _forward_full_k(p: Conv2dParams, g, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                     out: np.ndarray | None) -> np.ndarray:
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
-    cols = _tap_columns(p, g, _cn_phases(p, g, x, "fph"), "fcols")
+    cols = tap_columns(p, g, cn_phases(p, g, x, "fph"), "fcols")
     ys = scratch("fys", (G, og, p.n * oh * ow), x.dtype)
     np.matmul(np.ascontiguousarray(w).reshape(G, og, cg * p.kh * p.kw), cols.reshape(G, -1, p.n * oh * ow), out=ys)
     src = ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3)
@@ -504,7 +464,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
         wts["tap"] = _tap_weights(p, w)
     if _unpadded(p):
         return _forward_unpadded(p, x, wts["tap"], b, out)
-    ph = _cn_phases(p, g, x, "fph")
+    ph = cn_phases(p, g, x, "fph")
     if _per_tap(p, g):
         # enough channels for a GEMM per tap: each reads its shifted window of the phases as it
         # is, no kw copies of the input at all (K = C/g instead of kw*C/g)
@@ -570,22 +530,13 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
         return _backward_full_k(p, g, dy, x, w, db)
     if _unpadded(p):
         return _backward_unpadded(p, dy, x, w, db)
-    ph = _cn_phases(p, g, x, "bph")
-    dys = scratch("bdys", (G, og, g.rows), dy.dtype, zero=True)
-    dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow] = dy.transpose(1, 0, 2, 3)
-    dwt = scratch("bdwt", (G, p.kh, og, cg * p.kw), dy.dtype)
-    rows = _row_operands(p, g, ph, "brow")
-    # dY @ window^T: its (O, C*kw) result needs only kernel rows moved to reach (O, C, kh, kw);
-    # the transposed product ran a little faster but then cost a 20 ms channel transpose (and one
-    # GEMM per tap straight on the phases, as the forward does, ran 1.4-1.6x slower here: nine
-    # small outputs instead of three)
-    _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
-                    for gi in range(G) for u, (buf, off) in enumerate(rows)])
-    # a copy always: with one kernel row the transpose is already contiguous, and
-    # ascontiguousarray would hand the scratch buffer itself to the caller (the next backward
-    # call overwrote that grad_weight: found by the results_kept check)
-    dw = np.array(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4), order="C").reshape(
-        p.o, cg, p.kh, p.kw)
+    dys = None
+    if narrow(p):
+        # a few input channels (the stem): a GEMM per kernel row would be only kw*C/g wide
+        dw = narrow_grad_weight(p, dy, x)
+    else:
+        dys = _padded_dy(p, g, dy)
+        dw = _row_grad_weight(p, g, cn_phases(p, g, x, "bph"), dys)
     if w is None:
         return None, dw, db
     pt = _transposed_params(p)
@@ -593,8 +544,10 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
         wf = w.reshape(G, og, cg, p.kh, p.kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         dx = _forward(pt, np.ascontiguousarray(dy), np.ascontiguousarray(wf).reshape(p.c, og, p.kh, p.kw), None)
         return dx, dw, db
+    if dys is None:
+        dys = _padded_dy(p, g, dy)
     wtt = np.ascontiguousarray(w.reshape(G, og, cg, p.kh, p.kw).transpose(0, 3, 4, 2, 1))
-    dph = scratch("bdph", ph.shape, ph.dtype, zero=True)
+    dph = scratch("bdph", (len(g.phases), p.c, g.rows + g.extra), dy.dtype, zero=True)
     if cg < 64 and p.kw > 1:
         # few input channels (the stem): one GEMM per kernel row with ``kw*C`` output rows, then
         # ``kw`` shifted adds, instead of ``kw`` GEMMs with only ``C`` output rows each
@@ -606,11 +559,37 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
                 for v in range(p.kw):
                     _, _, k, off = g.taps[u * p.kw + v]
                     dph[k, gi * cg:(gi + 1) * cg, off:off + g.m] += t[v * cg:(v + 1) * cg]
-        return _from_cn_phases(p, g, dph), dw, db
+        return from_cn_phases(p, g, dph), dw, db
     for gi in range(G):
         for u, v, k, off in g.taps:
             strided_gemm(wtt[gi, u, v], dys[gi, :, :g.m], dph[k, gi * cg:(gi + 1) * cg, off:off + g.m], beta=1.0)
-    return _from_cn_phases(p, g, dph), dw, db
+    return from_cn_phases(p, g, dph), dw, db
+
+
+def _padded_dy(p: Conv2dParams, g, dy: np.ndarray) -> np.ndarray:
+    """``dY`` channel-major over the phase grid, ``(G, O/g, rows)``, zeros where no output is."""
+    oh, ow = p.out_hw
+    dys = scratch("bdys", (p.groups, p.o // p.groups, g.rows), dy.dtype, zero=True)
+    dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow] = dy.transpose(1, 0, 2, 3)
+    return dys
+
+
+def _row_grad_weight(p: Conv2dParams, g, ph: np.ndarray, dys: np.ndarray) -> np.ndarray:
+    """``grad_weight`` as one GEMM ``dY @ window^T`` per kernel row over :func:`_row_operands`."""
+    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
+    dwt = scratch("bdwt", (G, p.kh, og, cg * p.kw), dys.dtype)
+    rows = _row_operands(p, g, ph, "brow")
+    # dY @ window^T: its (O, C*kw) result needs only kernel rows moved to reach (O, C, kh, kw);
+    # the transposed product ran a little faster but then cost a 20 ms channel transpose (and one
+    # GEMM per tap straight on the phases, as the forward does, ran 1.4-1.6x slower here: nine
+    # small outputs instead of three)
+    _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
+                    for gi in range(G) for u, (buf, off) in enumerate(rows)])
+    # a copy always: with one kernel row the transpose is already contiguous, and
+    # ascontiguousarray would hand the scratch buffer itself to the caller (the next backward
+    # call overwrote that grad_weight: found by the results_kept check)
+    return np.array(dwt.reshape(G, p.kh, og, cg, p.kw).transpose(0, 2, 3, 1, 4), order="C").reshape(
+        p.o, cg, p.kh, p.kw)
 
 
 def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.ndarray | None,
@@ -620,7 +599,7 @@ def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.nd
     G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
     oh, ow = p.out_hw
     P, T = p.n * oh * ow, p.kh * p.kw
-    cols = _tap_columns(p, g, _cn_phases(p, g, x, "bph"), "bcols").reshape(G, cg * T, P)
+    cols = tap_columns(p, g, cn_phases(p, g, x, "bph"), "bcols").reshape(G, cg * T, P)
     dys = scratch("bdys", (G, og, P), dy.dtype)
     dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
     dw = np.empty((p.o, cg, p.kh, p.kw), dy.dtype)
@@ -639,7 +618,7 @@ def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.nd
         dst = np.lib.stride_tricks.as_strided(dph[k, :, off:], (p.c, p.n, oh, ow),
                                               (dph.strides[1], g.hq * g.wq * isz, g.wq * isz, isz))
         dst += dcols[:, t]
-    return _from_cn_phases(p, g, dph), dw, db
+    return from_cn_phases(p, g, dph), dw, db
 
 
 def _split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
