@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ try:  # BLAS with beta: accumulate in place instead of matmul into a temporary a
 except ImportError:  # pragma: no cover - scipy is a dependency; NumPy alone still works
     _blas = None
 
-__all__ = ["pool", "workers", "zero_border", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
+__all__ = ["pool", "workers", "split_images", "split_k_gemms", "zero_border", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
            "to_phases", "from_phases"]
 
 
@@ -48,6 +49,11 @@ def single_thread_blas():
 
 
 _POOL = None
+_IN_POOL = threading.local()
+
+
+def _mark_pool_thread() -> None:
+    _IN_POOL.yes = True
 
 
 def pool():
@@ -57,8 +63,60 @@ def pool():
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), initializer=_mark_pool_thread)
     return _POOL
+
+
+#: bytes a copy moves from which :func:`split_images` cuts it across threads (a hand-off to a
+#: pool thread and back costs some 20-50 us)
+_SPLIT_BYTES = 1 << 20
+
+
+def split_images(fn, n: int, nbytes: int) -> None:
+    """``fn(lo, hi)`` over the images ``[0, n)``, cut into :func:`workers` contiguous parts run at
+    once, the first on the calling thread: for the layout copies around the GEMMs, which NumPy runs
+    on one core (it releases the GIL while it copies). The parts must write disjoint memory. One
+    part where the copy is under ``_SPLIT_BYTES``, and on the pool's own threads (a task waiting
+    on tasks queued behind it could wait forever)."""
+    k = min(workers(), n)
+    if k <= 1 or nbytes < _SPLIT_BYTES or getattr(_IN_POOL, "yes", False):
+        fn(0, n)
+        return
+    cuts = [n * i // k for i in range(k + 1)]
+    futs = [pool().submit(fn, cuts[i], cuts[i + 1]) for i in range(1, k)]
+    try:
+        fn(cuts[0], cuts[1])
+    finally:
+        for f in futs:
+            f.result()
+
+
+def split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """``c = a @ b`` for each job, the long inner dimension split in two halves run on two Python
+    threads with one-thread BLAS each (ctypes drops the GIL), then added. OpenBLAS's own threading
+    of a small-output, long-``K`` GEMM (a weight gradient) was several times slower than this.
+    A sum split in two is still a sum of the same products: exact on small integers."""
+    if all(c.size >= 32768 for _, _, c in jobs) or min(a.shape[1] for a, _, _ in jobs) < 4096:
+        # a big enough output is threaded well by BLAS itself (measured: faster than the split)
+        for a, b, c in jobs:
+            strided_gemm(a, b, c)
+        return
+    with single_thread_blas():
+        parts = [np.empty_like(c) for _, _, c in jobs]
+
+        def half(i: int, lo: int, hi: int, out: np.ndarray) -> None:
+            a, b, _ = jobs[i]
+            strided_gemm(a[:, lo:hi], b[lo:hi], out)
+
+        futs = []
+        for i, (a, _, c) in enumerate(jobs):
+            k = a.shape[1] // 2
+            futs.append(pool().submit(half, i, 0, k, c))
+            futs.append(pool().submit(half, i, k, a.shape[1], parts[i]))
+        for f in futs:
+            f.result()
+        for (_, _, c), extra in zip(jobs, parts):
+            c += extra
 
 
 def workers() -> int:
@@ -295,7 +353,7 @@ def strided_gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0)
         np.matmul(a, b, out=c)
 
 
-_WORKSPACE = __import__("threading").local()
+_WORKSPACE = threading.local()
 
 
 def scratch(tag: str, shape: tuple[int, ...], dtype, zero: bool = False) -> np.ndarray:

@@ -14,8 +14,10 @@ import numpy as np
 from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from impls._fast_common import (from_phases, gemm, geometry, pool, scratch, single_thread_blas,
-                                strided_gemm, to_phases)
-from impls._taps import cn_phases, from_cn_phases, narrow, narrow_grad_weight, tap_columns
+                                split_k_gemms, strided_gemm, to_phases)
+from impls._taps import (cn_phases, from_cn_phases, narrow, narrow_grad_weight, tap_columns, to_channel_major,
+                         to_nchw)
+from impls._unpadded import backward_unpadded, forward_unpadded
 
 __all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms", "forward_layout", "images_per_chunk"]
 
@@ -130,17 +132,6 @@ def _gemm_per_image(p: Conv2dParams) -> bool:
     return (p.kh, p.kw, p.stride, p.pads, p.groups) == (1, 1, (1, 1), (0, 0, 0, 0), 1) and p.h * p.w >= _MIN_HW
 
 
-def _to_nchw(src: np.ndarray, b: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
-    """The ``(N, O, OH, OW)`` view ``src`` of a channel-major result copied into ``out`` (fresh
-    when None), with the bias added on the way."""
-    y = np.empty(src.shape, src.dtype) if out is None else out
-    if b is not None:
-        np.add(src, b.reshape(-1, 1, 1), out=y)
-    else:
-        np.copyto(y, src)
-    return y
-
-
 def full_k(p: Conv2dParams) -> bool:
     """Whether the layer runs as one GEMM with inner dimension ``kh*kw*C/g`` over compacted tap
     columns (:func:`~impls._taps.tap_columns`) instead of a GEMM per kernel row: where the outputs are few
@@ -161,7 +152,7 @@ def _forward_full_k(p: Conv2dParams, g, x: np.ndarray, w: np.ndarray, b: np.ndar
     ys = scratch("fys", (G, og, p.n * oh * ow), x.dtype)
     np.matmul(np.ascontiguousarray(w).reshape(G, og, cg * p.kh * p.kw), cols.reshape(G, -1, p.n * oh * ow), out=ys)
     src = ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3)
-    return _to_nchw(src, b, out)
+    return to_nchw(src, b, out)
 
 
 def images_per_chunk(p: Conv2dParams, g, itemsize: int) -> int:
@@ -224,7 +215,7 @@ def _per_tap(p: Conv2dParams, g) -> bool:
 
 def _unpadded(p: Conv2dParams) -> bool:
     """Whether the per-tap forward runs on the even and odd input rows with no padding
-    (:func:`_forward_unpadded`): 3x3 kernels at stride 2 with padding 1 on even images, wide
+    (:func:`~impls._unpadded.forward_unpadded`): 3x3 kernels at stride 2 with padding 1 on even images, wide
     enough for a GEMM per tap."""
     return (_UNPADDED and (p.kh, p.kw, p.stride, p.dilation, p.pads) == (3, 3, (2, 2), (1, 1), (1, 1, 1, 1))
             and p.h % 2 == 0 and p.w % 2 == 0 and p.c // p.groups >= _TAP_C)
@@ -233,7 +224,7 @@ def _unpadded(p: Conv2dParams) -> bool:
 def forward_layout(p: Conv2dParams) -> str:
     """How the float32/float64 forward multiplies ``p``: ``"gemm_per_image"`` (unpadded 1x1),
     ``"tap_columns"`` (:func:`full_k`), ``"taps_unpadded"`` (a GEMM per tap on the even and
-    odd input rows with no padding, :func:`_forward_unpadded`), ``"taps"`` (a GEMM per tap on the padded phases)
+    odd input rows with no padding, :func:`~impls._unpadded.forward_unpadded`), ``"taps"`` (a GEMM per tap on the padded phases)
     or ``"rows"`` (a GEMM per kernel row over stacked copies); ``"depthwise"`` uses no GEMM."""
     if not _fast(p, np.float32):
         return "depthwise"
@@ -244,174 +235,6 @@ def forward_layout(p: Conv2dParams) -> str:
     if _unpadded(p):
         return "taps_unpadded"
     return "taps" if _per_tap(p, geometry(p)) else "rows"
-
-
-def _rows(p: Conv2dParams, x: np.ndarray, tag: str) -> np.ndarray:
-    """NCHW ``x`` (even height and width) -> its even and odd rows channels-last, ``(2, W+1 +
-    N*H/2*W, C)``: buffer ``a`` holds rows ``2i+a`` of every image as ``(N*H/2*W, C)`` after a
-    margin of ``W+1`` zero pixels (copied an image at a time: NumPy's transposing copy ran faster
-    on these than on the whole batch)."""
-    oh, W = p.h // 2, p.w
-    buf = scratch(tag, (2, W + 1 + p.n * oh * W, p.c), x.dtype)
-    buf[:, :W + 1] = 0
-    img = _row_images(p, buf)
-    xr = x.reshape(p.n, p.c, oh, 2, W)
-    for i in range(p.n):
-        for a in range(2):
-            img[a, i] = xr[i, :, :, a].transpose(1, 2, 0)
-    return buf
-
-
-def _row_images(p: Conv2dParams, buf: np.ndarray) -> np.ndarray:
-    """:func:`_rows`' buffers past their margin as ``(2, N, H/2, W, C)``: ``[a, i, r]`` is row
-    ``2r+a`` of image ``i``."""
-    return buf[:, p.w + 1:].reshape(2, p.n, p.h // 2, p.w, p.c)
-
-
-def _from_rows(p: Conv2dParams, buf: np.ndarray) -> np.ndarray:
-    """The NCHW array whose :func:`_rows` ``buf`` is (an image at a time, as there)."""
-    out = np.empty((p.n, p.c, p.h, p.w), buf.dtype)
-    img = _row_images(p, buf)
-    outr = out.reshape(p.n, p.c, p.h // 2, 2, p.w)
-    for i in range(p.n):
-        for a in range(2):
-            outr[i, :, :, a] = img[a, i].transpose(2, 0, 1)
-    return out
-
-
-def _row_window(p: Conv2dParams, buf: np.ndarray, u: int, v: int) -> np.ndarray:
-    """Tap ``(u, v)``'s ``(N*OH*OW, C)`` window of :func:`_rows`' buffers: output ``m`` (flat)
-    reads input pixel ``2m + v - 1`` (``- W`` for ``u = 0``) of the odd rows (``u = 0, 2``) or the
-    even rows (``u = 1``), so every window is the buffer's rows at stride 2 from one offset."""
-    m = p.n * (p.h // 2) * (p.w // 2)
-    off = p.w + 1 + v - 1 - (p.w if u == 0 else 0)
-    return buf[0 if u == 1 else 1, off:off + 2 * m:2]
-
-
-_FIRST_TAP = (1, 2)   # the tap :func:`_padding_order` runs first
-
-
-def _padding_order(p: Conv2dParams, buf: np.ndarray, run, tag: str) -> None:
-    """``run(taps)`` on the nine taps of :func:`_rows`' buffers in six groups, with the pixels
-    the later taps must read as padding zeroed in between: ``[(1, 2)]`` (``_FIRST_TAP``), then
-    for each kernel row ``u`` the pair ``[(u, 0), (u, 1)]`` (whose windows are adjacent pixels:
-    ``2C`` contiguous values per output) and ``[(u, 2)]`` alone, in the order below.
-
-    Only the top and left padding is ever read. Where a tap reads it (output row ``i = 0`` or
-    column ``j = 0``) its window finds instead the last row of the image before it or the last
-    column of the row before it (the margin, for the first image); those are zeroed once the taps
-    that read them as data have run, and the odd rows' last column is copied aside and back for
-    the one tap, ``(0, 2)``, that needs it as data after their last row became padding. The
-    buffers are left changed."""
-    oh, W = p.h // 2, p.w
-    img = _row_images(p, buf)
-    run([_FIRST_TAP])
-    img[0, :, :, W - 1] = 0
-    run([(1, 0), (1, 1)])
-    run([(2, 2)])
-    last = scratch(tag + "_col", (p.n, oh - 1, p.c), buf.dtype)
-    np.copyto(last, img[1, :, :oh - 1, W - 1])
-    img[1, :, :, W - 1] = 0
-    run([(2, 0), (2, 1)])
-    img[1, :, oh - 1] = 0
-    run([(0, 0), (0, 1)])
-    img[1, :, :oh - 1, W - 1] = last
-    run([(0, 2)])
-
-
-def _forward_unpadded(p: Conv2dParams, x: np.ndarray, wtap: np.ndarray, b: np.ndarray | None,
-                      out: np.ndarray | None) -> np.ndarray:
-    """A 3x3 stride-2 padding-1 layer on an even image, one GEMM per tap on the input's even and
-    odd rows, channels-last and without padding (:func:`_rows`).
-
-    With ``OH, OW = H/2, W/2``, output ``(i, j)``'s tap ``(u, v)`` reads input pixel ``(2i+u-1,
-    2j+v-1)``: row ``i-1`` of the odd rows for ``u = 0``, row ``i`` of the even rows for
-    ``u = 1`` and of the odd rows for ``u = 2``; as ``W = 2*OW``, that pixel lies at flat index
-    ``2*m + v - 1`` (``- W`` for ``u = 0``) of its buffer, ``m`` being the output's flat index,
-    so every tap is the buffer's rows at stride 2 from offset ``-1``, ``0``, ``1``, ``-W-1``,
-    ``-W`` or ``-W+1``: a GEMM operand as it is (leading dimension ``2C``), and the column phases
-    are never copied apart. The padding the taps read is supplied by :func:`_padding_order`. No
-    padding columns are multiplied and thrown away (5-15 % of the GEMMs at ResNet-50's sizes), no
-    zero borders written, and the output is cropped to NCHW in whole images. Every output is the
-    same sum of products as with padded phases (in another tap order)."""
-    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
-    oh, ow = p.h // 2, p.w // 2
-    buf = _rows(p, x, "fphu")
-    ys = scratch("fys", (G, og, p.n * oh * ow), x.dtype)
-
-    def run(taps: list[tuple[int, int]]) -> None:
-        for u, v in taps:
-            win = _row_window(p, buf, u, v)
-            for gi in range(G):
-                strided_gemm(wtap[gi, 3 * u + v], win[:, gi * cg:(gi + 1) * cg].T, ys[gi],
-                             beta=0.0 if (u, v) == _FIRST_TAP else 1.0)
-
-    _padding_order(p, buf, run, "fphu")
-    return _to_nchw(ys.reshape(p.o, p.n, oh, ow).transpose(1, 0, 2, 3), b, out)
-
-
-def _backward_unpadded(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray | None,
-                       db: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Backward of :func:`_forward_unpadded`, on the same channels-last even and odd rows.
-
-    ``grad_weight``: tap ``(u, v)`` of every filter is ``dY (O/g, M) @ window (M, C/g)``, the
-    windows of ``x``'s row buffers read in :func:`_padding_order`, a pair ``(u, 0), (u, 1)`` as
-    one GEMM (``window (M, 2C)``) when there is one group. ``grad_input``: tap ``(u, v)``
-    adds ``dY^T @ W_uv`` into its window of two row buffers of ``dx`` (BLAS writes rows 2C apart
-    through the leading dimension, ``beta=1``). The taps that would add into the padding (``u = 0``
-    at output row 0, ``v = 0`` at column 0) add into the wrapped pixels instead, so they run on
-    ``dY`` with that row or column zeroed: row 0 is zeroed (and saved) after the four taps that
-    cover every pixel once (``beta=0``), column 0 after ``(0, 1)`` and ``(0, 2)``; ``(0, 0)``
-    runs with both zero, and ``(1, 0)`` and ``(2, 0)`` with row 0 restored but column 0 zero.
-    The row buffers are transposed back to NCHW an image at a time."""
-    G, cg, og = p.groups, p.c // p.groups, p.o // p.groups
-    oh, ow = p.h // 2, p.w // 2
-    m = p.n * oh * ow
-    dys = scratch("bdysu", (G, og, m), dy.dtype)
-    dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
-    buf = _rows(p, x, "bphu")
-    dwt = scratch("bdwtu", (G, 3, og, 3 * cg), dy.dtype)   # kernel row u: (O/g, (v, C/g))
-
-    def weights(taps: list[tuple[int, int]]) -> None:
-        u = taps[0][0]
-        if taps == [(u, 0), (u, 1)] and G == 1:
-            # the two taps read adjacent pixels: one GEMM with a (O, 2C) output, long enough for
-            # BLAS's own threads, into both taps' columns of dwt (with a GEMM per tap the whole
-            # backward of layer2.0.conv2 took 1.15-1.20x the time)
-            win = _row_window(p, buf, u, 0)
-            pair = np.lib.stride_tricks.as_strided(win, (m, 2 * p.c), win.strides)
-            _split_k_gemms([(dys[0], pair, dwt[0, u, :, :2 * cg])])
-            return
-        jobs = []
-        for u, v in taps:
-            win = _row_window(p, buf, u, v)
-            jobs += [(dys[gi], win[:, gi * cg:(gi + 1) * cg], dwt[gi, u, :, v * cg:(v + 1) * cg]) for gi in range(G)]
-        _split_k_gemms(jobs)
-
-    _padding_order(p, buf, weights, "bphu")
-    dw = np.array(dwt.reshape(G, 3, og, 3, cg).transpose(0, 2, 4, 1, 3), order="C").reshape(p.o, cg, 3, 3)
-    if w is None:
-        return None, dw, db
-    wtap = _tap_weights(p, w)
-    dbuf = scratch("bdxu", buf.shape, dy.dtype)
-    dv = dys.reshape(G, og, p.n, oh, ow)
-
-    def scatter(taps: list[tuple[int, int]], beta: float) -> None:
-        for u, v in taps:
-            win = _row_window(p, dbuf, u, v)
-            for gi in range(G):
-                strided_gemm(dys[gi].T, wtap[gi, 3 * u + v], win[:, gi * cg:(gi + 1) * cg], beta)
-
-    scatter([(1, 1), (1, 2), (2, 1), (2, 2)], 0.0)   # every pixel of both buffers written once
-    row0 = scratch("bdysu_row", (G, og, p.n, ow), dy.dtype)
-    np.copyto(row0, dv[:, :, :, 0])
-    dv[:, :, :, 0] = 0
-    scatter([(0, 1), (0, 2)], 1.0)
-    dv[..., 0] = 0
-    scatter([(0, 0)], 1.0)
-    dv[:, :, :, 0, 1:] = row0[..., 1:]
-    scatter([(1, 0), (2, 0)], 1.0)
-    return _from_rows(p, dbuf), dw, db
 
 
 def _tap_weights(p: Conv2dParams, w: np.ndarray) -> np.ndarray:
@@ -463,7 +286,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     if "tap" not in wts and (_unpadded(p) or _per_tap(p, g)):
         wts["tap"] = _tap_weights(p, w)
     if _unpadded(p):
-        return _forward_unpadded(p, x, wts["tap"], b, out)
+        return forward_unpadded(p, x, wts["tap"], b, out)
     ph = cn_phases(p, g, x, "fph")
     if _per_tap(p, g):
         # enough channels for a GEMM per tap: each reads its shifted window of the phases as it
@@ -475,7 +298,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
                 strided_gemm(wtap[gi, t], ph[k, gi * cg:(gi + 1) * cg, off:off + g.m], ys[gi, :, :g.m],
                              beta=1.0 if t else 0.0)
         src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
-        return _to_nchw(src, b, out)
+        return to_nchw(src, b, out)
     rows = _row_operands(p, g, ph, "frow")
     wt = wts.get("row")
     if wt is None:
@@ -495,7 +318,7 @@ def _forward(p: Conv2dParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
             for u, (buf, off) in enumerate(rows):
                 strided_gemm(wt[gi, u], buf[gi, :, off:off + g.m], ys[gi, :, :g.m], beta=1.0 if u else 0.0)
         src = ys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow].transpose(1, 0, 2, 3)
-    return _to_nchw(src, b, out)
+    return to_nchw(src, b, out)
 
 
 def _transposed_params(p: Conv2dParams) -> Conv2dParams | None:
@@ -529,7 +352,7 @@ def _backward_gemm(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, w: np.ndarray
     if full_k(p):
         return _backward_full_k(p, g, dy, x, w, db)
     if _unpadded(p):
-        return _backward_unpadded(p, dy, x, w, db)
+        return backward_unpadded(p, dy, x, None if w is None else _tap_weights(p, w), db)
     dys = None
     if narrow(p):
         # a few input channels (the stem): a GEMM per kernel row would be only kw*C/g wide
@@ -570,7 +393,7 @@ def _padded_dy(p: Conv2dParams, g, dy: np.ndarray) -> np.ndarray:
     """``dY`` channel-major over the phase grid, ``(G, O/g, rows)``, zeros where no output is."""
     oh, ow = p.out_hw
     dys = scratch("bdys", (p.groups, p.o // p.groups, g.rows), dy.dtype, zero=True)
-    dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow] = dy.transpose(1, 0, 2, 3)
+    to_channel_major(dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow], dy)
     return dys
 
 
@@ -583,7 +406,7 @@ def _row_grad_weight(p: Conv2dParams, g, ph: np.ndarray, dys: np.ndarray) -> np.
     # the transposed product ran a little faster but then cost a 20 ms channel transpose (and one
     # GEMM per tap straight on the phases, as the forward does, ran 1.4-1.6x slower here: nine
     # small outputs instead of three)
-    _split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
+    split_k_gemms([(dys[gi, :, :g.m], buf[gi, :, off:off + g.m].T, dwt[gi, u])
                     for gi in range(G) for u, (buf, off) in enumerate(rows)])
     # a copy always: with one kernel row the transpose is already contiguous, and
     # ascontiguousarray would hand the scratch buffer itself to the caller (the next backward
@@ -601,10 +424,10 @@ def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.nd
     P, T = p.n * oh * ow, p.kh * p.kw
     cols = tap_columns(p, g, cn_phases(p, g, x, "bph"), "bcols").reshape(G, cg * T, P)
     dys = scratch("bdys", (G, og, P), dy.dtype)
-    dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
+    to_channel_major(dys.reshape(p.o, p.n, oh, ow), dy)
     dw = np.empty((p.o, cg, p.kh, p.kw), dy.dtype)
     dwg = dw.reshape(G, og, cg * T)
-    _split_k_gemms([(dys[gi], cols[gi].T, dwg[gi]) for gi in range(G)])
+    split_k_gemms([(dys[gi], cols[gi].T, dwg[gi]) for gi in range(G)])
     if w is None:
         return None, dw, db
     dcols = scratch("bdcols", (G, cg * T, P), dy.dtype)
@@ -619,34 +442,6 @@ def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.nd
                                               (dph.strides[1], g.hq * g.wq * isz, g.wq * isz, isz))
         dst += dcols[:, t]
     return from_cn_phases(p, g, dph), dw, db
-
-
-def _split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    """``c = a @ b`` for each job, the long inner dimension split in two halves run on two Python
-    threads with one-thread BLAS each (ctypes drops the GIL), then added. OpenBLAS's own threading
-    of a small-output, long-``K`` GEMM (a weight gradient) was several times slower than this.
-    A sum split in two is still a sum of the same products: exact on small integers."""
-    if all(c.size >= 32768 for _, _, c in jobs) or min(a.shape[1] for a, _, _ in jobs) < 4096:
-        # a big enough output is threaded well by BLAS itself (measured: faster than the split)
-        for a, b, c in jobs:
-            strided_gemm(a, b, c)
-        return
-    with single_thread_blas():
-        parts = [np.empty_like(c) for _, _, c in jobs]
-
-        def half(i: int, lo: int, hi: int, out: np.ndarray) -> None:
-            a, b, _ = jobs[i]
-            strided_gemm(a[:, lo:hi], b[lo:hi], out)
-
-        futs = []
-        for i, (a, _, c) in enumerate(jobs):
-            k = a.shape[1] // 2
-            futs.append(pool().submit(half, i, 0, k, c))
-            futs.append(pool().submit(half, i, k, a.shape[1], parts[i]))
-        for f in futs:
-            f.result()
-        for (_, _, c), extra in zip(jobs, parts):
-            c += extra
 
 
 def _sum_gemms(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int], dtype) -> np.ndarray:
@@ -694,7 +489,7 @@ class ShiftGemmConv2d(Implementation):
     windows first). 3x3 stride-2 layers with padding 1 on even images use the input's even and
     odd rows, channels-last without padding, each tap a window of rows at stride 2 that BLAS reads
     as it is; the few padding values their taps read are supplied by zeroing rows and columns
-    between taps (:func:`_forward_unpadded`). Where outputs are few next to the filters (:func:`full_k`), every
+    between taps (:func:`~impls._unpadded.forward_unpadded`). Where outputs are few next to the filters (:func:`full_k`), every
     tap's window is compacted into tap columns instead and one GEMM takes the filters in their own layout.
     Unpadded 1x1 stride-1 layers are a GEMM per image on NCHW as given.
 
@@ -702,7 +497,7 @@ class ShiftGemmConv2d(Implementation):
     ``grad_input`` is the forward on ``dY`` with the flipped kernel for stride 1, else scattered into
     shifted windows of a zero phase buffer and folded back to NCHW. ``dY`` is laid out with zeros at
     the thrown-away positions, so they contribute nothing. The unpadded stride-2 layers run their
-    backward on the forward's even and odd rows too (:func:`_backward_unpadded`).
+    backward on the forward's even and odd rows too (:func:`~impls._unpadded.backward_unpadded`).
 
     Depthwise layers (one input channel per group) and dtypes other than float32/float64 use the
     channels-last per-tap code with broadcast multiply-adds. Every output is a plain sum of

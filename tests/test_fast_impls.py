@@ -225,11 +225,15 @@ def test_shift_gemm_forward_gemms_are_the_ones_it_runs(desc, per, monkeypatch):
         seen.extend([(a.shape[-2], a.shape[-1], b.shape[-1])] * batch)
         return real_matmul(a, b, out=out)
 
-    monkeypatch.setattr(shift_gemm, "strided_gemm", strided)
+    from impls import _unpadded
+
+    for mod in (shift_gemm, _unpadded):   # the unpadded stride-2 layout's GEMMs are in a module of their own
+        monkeypatch.setattr(mod, "strided_gemm", strided)
     monkeypatch.setattr(shift_gemm.np, "matmul", matmul)
     inp = OP.make_inputs(p, "float32", seed=1)
     get_impl("shift_gemm").forward(p, inp["x"], inp["w"], inp.get("b"))
-    monkeypatch.setattr(shift_gemm, "strided_gemm", real_strided)
+    for mod in (shift_gemm, _unpadded):
+        monkeypatch.setattr(mod, "strided_gemm", real_strided)
     monkeypatch.setattr(shift_gemm.np, "matmul", real_matmul)
     assert seen and seen == shift_gemm.forward_gemms(p)
     assert sum(2 * m * k * n for m, k, n in seen) >= 2 * p.macs
