@@ -30,17 +30,24 @@ __all__ = ["FastestConv2d", "CANDIDATES", "crossover_path", "cost_model"]
 CANDIDATES = ("shift_gemm", "im2col", "stride_tricks", "fft", "winograd", "depthwise")
 
 # Cost-model constants: only their ratios matter to a choice. GEMM throughput with inner
-# dimension K is PEAK*K/(K+_K_HALF) (OpenBLAS reaches half its large-GEMM rate near K=48 here);
-# FFTs and complex channel mixing run well below GEMM peak; copies at _BW bytes/s.
+# dimension K is PEAK*K/(K+_K_HALF): on the AMD EPYC VM without AVX-512 (OpenBLAS's Haswell
+# kernel, one thread, 2026-12-03) GEMMs of ResNet-50's shapes ran at 65 GFLOP/s with K=64, 70 with
+# K=128, 63-77 with K=384-2304, and the stem's per-row GEMMs (K=21, 100k columns) at 58: about
+# half the rate near K=8 (the fit of 48 made on an earlier VM ranked the stem's forward, K=21,
+# behind im2col, which ran it 1.2-1.4x slower); FFTs and complex channel mixing run well below
+# GEMM peak; copies at _BW bytes/s.
 _PEAK = 60e9
-_K_HALF = 48.0
+_K_HALF = 8.0
 _FFT_RATE = 3e9
 _CGEMM_EFF = 0.5
 _BW = 8e9
 _EINSUM_PENALTY = 1.5
 # Winograd's transforms: element-wise NumPy passes (each reads two operands and writes one) over
-# the input and output phases; the count follows impls/winograd.py
-_WINOGRAD_PASSES = 24
+# the input and output phases. impls/winograd.py makes about 24; 16 is what its measured times
+# fit on the AMD EPYC VM (2026-12-03, one thread: ResNet-50's 128-channel 28x28 3x3 layer at
+# 0.80x torch_cpu's time forward against shift_gemm's 1.26x, the 64-channel 56x56 one at 1.16x
+# against 1.24x, where shift_gemm's smaller copies keep it ahead at two threads)
+_WINOGRAD_PASSES = 16
 # float32 element-wise operations per second of NumPy's in-cache passes (one core, AMD EPYC VM,
 # blocks of 512 KiB: an add 0.12 ns an element, a multiply by a broadcast weight 0.27)
 _ELEM_RATE = 3.4e9

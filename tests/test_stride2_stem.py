@@ -136,3 +136,43 @@ def test_split_images_runs_every_image_once_and_not_nested_on_the_pool(monkeypat
     with threadpool_limits(1, user_api="blas"):
         _fast_common.split_images(lambda lo, hi: seen.append((lo, hi)), 7, 1)
     assert seen == [(0, 7)]
+
+
+def _model_choice(p: Conv2dParams, direction: str, tmp_path) -> tuple[str, str]:
+    from impls.fastest import FastestConv2d
+
+    f = FastestConv2d(autotune=False, crossover=tmp_path / "empty.jsonl")
+    (tmp_path / "empty.jsonl").write_text("")
+    return f.choice(p, "float32", direction), f.why(p, "float32", direction)
+
+
+R50 = {c.id.split(".", 1)[1]: c.params for c in get_suite("resnet50")}
+
+
+@pytest.mark.parametrize("layer", ["layer2.0.conv2", "layer3.0.conv2", "layer4.0.conv2"])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_empty_crossover_runs_resnet50_stride2_3x3_on_shift_gemm(layer, direction, tmp_path):
+    """With an empty crossover file the cost model sends ResNet-50's stride-2 3x3 layers to
+    shift_gemm (its even/odd-row and tap-column layouts), not im2col or winograd."""
+    p = R50[layer]
+    assert p.stride == (2, 2) and (p.kh, p.kw) == (3, 3)
+    assert _model_choice(p, direction, tmp_path) == ("shift_gemm", "cost model")
+
+
+def test_empty_crossover_runs_the_stem_on_shift_gemm_both_ways(tmp_path):
+    """The 7x7 stem: shift_gemm's per-row GEMMs forward (K = 21 runs near the GEMM rate of long
+    K here) and its narrow weight gradient backward."""
+    p = R50["conv1"]
+    assert _taps.narrow(p)
+    for direction in ("forward", "backward"):
+        assert _model_choice(p, direction, tmp_path) == ("shift_gemm", "cost model"), direction
+
+
+@pytest.mark.parametrize("layer", ["layer2.0.downsample", "layer3.0.downsample", "layer4.0.downsample"])
+def test_empty_crossover_runs_the_1x1_downsampling_on_a_gemm_family(layer, tmp_path):
+    """1x1 stride-2: the subsampled input copied once and one GEMM (shift_gemm's phase or
+    im2col's patch matrix, the same K); never FFT or Winograd."""
+    p = R50[layer]
+    for direction in ("forward", "backward"):
+        assert _model_choice(p, direction, tmp_path)[0] in ("shift_gemm", "im2col")
+    assert _model_choice(p, "backward", tmp_path)[0] == "shift_gemm"
