@@ -17,7 +17,7 @@ try:  # BLAS with beta: accumulate in place instead of matmul into a temporary a
 except ImportError:  # pragma: no cover - scipy is a dependency; NumPy alone still works
     _blas = None
 
-__all__ = ["pool", "workers", "split_images", "split_k_gemms", "zero_border", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
+__all__ = ["pool", "workers", "split_k_gemms", "zero_border", "single_thread_blas", "gemm", "strided_gemm", "scratch", "Geometry", "geometry", "phase_ranges",
            "to_phases", "from_phases"]
 
 
@@ -49,11 +49,6 @@ def single_thread_blas():
 
 
 _POOL = None
-_IN_POOL = threading.local()
-
-
-def _mark_pool_thread() -> None:
-    _IN_POOL.yes = True
 
 
 def pool():
@@ -63,32 +58,8 @@ def pool():
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), initializer=_mark_pool_thread)
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
     return _POOL
-
-
-#: bytes a copy moves from which :func:`split_images` cuts it across threads (a hand-off to a
-#: pool thread and back costs some 20-50 us)
-_SPLIT_BYTES = 1 << 20
-
-
-def split_images(fn, n: int, nbytes: int) -> None:
-    """``fn(lo, hi)`` over the images ``[0, n)``, cut into :func:`workers` contiguous parts run at
-    once, the first on the calling thread: for the layout copies around the GEMMs, which NumPy runs
-    on one core (it releases the GIL while it copies). The parts must write disjoint memory. One
-    part where the copy is under ``_SPLIT_BYTES``, and on the pool's own threads (a task waiting
-    on tasks queued behind it could wait forever)."""
-    k = min(workers(), n)
-    if k <= 1 or nbytes < _SPLIT_BYTES or getattr(_IN_POOL, "yes", False):
-        fn(0, n)
-        return
-    cuts = [n * i // k for i in range(k + 1)]
-    futs = [pool().submit(fn, cuts[i], cuts[i + 1]) for i in range(1, k)]
-    try:
-        fn(cuts[0], cuts[1])
-    finally:
-        for f in futs:
-            f.result()
 
 
 def split_k_gemms(jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:

@@ -8,9 +8,9 @@ import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
 from impls._fast_common import (geometry, phase_ranges, pool, scratch, single_thread_blas,
-                                split_images, strided_gemm, workers, zero_border)
+                                strided_gemm, workers, zero_border)
 
-__all__ = ["cn_phases", "from_cn_phases", "to_nchw", "to_channel_major", "tap_columns", "narrow", "narrow_grad_weight"]
+__all__ = ["cn_phases", "from_cn_phases", "to_nchw", "tap_columns", "narrow", "narrow_grad_weight"]
 
 #: per-row GEMM width ``kw*C/g`` below which :func:`narrow` layers take their weight gradient
 #: from tap columns: ResNet-50's stem (7x7, 3 channels: 21 columns) ran its ``grad_weight`` in
@@ -24,61 +24,36 @@ _NARROW_MIN_PIXELS = 4096
 
 def cn_phases(p: Conv2dParams, g, x: np.ndarray, tag: str) -> np.ndarray:
     """NCHW ``x`` -> zero-padded channel-major phases ``(phases, C, rows+extra)``: copies whose
-    inner runs are whole image rows, far cheaper than a channels-last transpose; the images cut
-    across the threads (:func:`~impls._fast_common.split_images`)."""
+    inner runs are whole image rows, far cheaper than a channels-last transpose."""
     out = scratch(tag, (len(g.phases), p.c, g.rows + g.extra), x.dtype)
     out[:, :, g.rows:] = 0
-    imgs = out[:, :, :g.rows].reshape(len(g.phases), p.c, p.n, g.hq, g.wq)
-    ranges = [phase_ranges(p, a, b) for a, b in g.phases]
-
-    def part(lo: int, hi: int) -> None:
-        for k, (iq, jq, rs, cs) in enumerate(ranges):
-            img = imgs[k, :, lo:hi]
-            zero_border(img, iq, jq)
-            img[:, :, iq, jq] = x[lo:hi, :, rs, cs].transpose(1, 0, 2, 3)
-
-    split_images(part, p.n, out.nbytes)
+    for k, (a, b) in enumerate(g.phases):
+        iq, jq, rs, cs = phase_ranges(p, a, b)
+        img = out[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)
+        zero_border(img, iq, jq)
+        img[:, :, iq, jq] = x[:, :, rs, cs].transpose(1, 0, 2, 3)
     return out
 
 
 def from_cn_phases(p: Conv2dParams, g, ph: np.ndarray) -> np.ndarray:
-    """The adjoint of :func:`cn_phases`: phases -> NCHW, padding dropped (images cut across the
-    threads)."""
+    """The adjoint of :func:`cn_phases`: phases -> NCHW, padding dropped."""
     covered = len(g.phases) == p.stride[0] * p.stride[1]
     dx = (np.empty if covered else np.zeros)((p.n, p.c, p.h, p.w), ph.dtype)
-    imgs = ph[:, :, :g.rows].reshape(len(g.phases), p.c, p.n, g.hq, g.wq)
-    ranges = [phase_ranges(p, a, b) for a, b in g.phases]
-
-    def part(lo: int, hi: int) -> None:
-        for k, (iq, jq, rs, cs) in enumerate(ranges):
-            dx[lo:hi, :, rs, cs] = imgs[k, :, lo:hi][:, :, iq, jq].transpose(1, 0, 2, 3)
-
-    split_images(part, p.n, dx.nbytes)
+    for k, (a, b) in enumerate(g.phases):
+        iq, jq, rs, cs = phase_ranges(p, a, b)
+        dx[:, :, rs, cs] = ph[k, :, :g.rows].reshape(p.c, p.n, g.hq, g.wq)[:, :, iq, jq].transpose(1, 0, 2, 3)
     return dx
 
 
 def to_nchw(src: np.ndarray, b: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
     """The ``(N, O, OH, OW)`` view ``src`` of a channel-major result copied into ``out`` (fresh
-    when None), with the bias added on the way; the images cut across the threads."""
+    when None), with the bias added on the way."""
     y = np.empty(src.shape, src.dtype) if out is None else out
-    bias = None if b is None else b.reshape(-1, 1, 1)
-
-    def part(lo: int, hi: int) -> None:
-        if bias is not None:
-            np.add(src[lo:hi], bias, out=y[lo:hi])
-        else:
-            np.copyto(y[lo:hi], src[lo:hi])
-
-    split_images(part, y.shape[0], y.nbytes)
+    if b is not None:
+        np.add(src, b.reshape(-1, 1, 1), out=y)
+    else:
+        np.copyto(y, src)
     return y
-
-
-def to_channel_major(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst (C, N, H, W) = src (N, C, H, W)`` transposed, the images cut across the threads."""
-    def part(lo: int, hi: int) -> None:
-        dst[:, lo:hi] = src[lo:hi].transpose(1, 0, 2, 3)
-
-    split_images(part, src.shape[0], src.nbytes)
 
 
 def tap_columns(p: Conv2dParams, g, ph: np.ndarray, tag: str) -> np.ndarray:

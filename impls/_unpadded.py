@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from convbench.ops.conv2d import Conv2dParams
-from impls._fast_common import scratch, split_images, split_k_gemms, strided_gemm
-from impls._taps import to_channel_major, to_nchw
+from impls._fast_common import scratch, split_k_gemms, strided_gemm
+from impls._taps import to_nchw
 
 __all__ = ["forward_unpadded", "backward_unpadded"]
 
@@ -15,19 +15,15 @@ def _rows(p: Conv2dParams, x: np.ndarray, tag: str) -> np.ndarray:
     """NCHW ``x`` (even height and width) -> its even and odd rows channels-last, ``(2, W+1 +
     N*H/2*W, C)``: buffer ``a`` holds rows ``2i+a`` of every image as ``(N*H/2*W, C)`` after a
     margin of ``W+1`` zero pixels (copied an image at a time: NumPy's transposing copy ran faster
-    on these than on the whole batch; the images cut across the threads)."""
+    on these than on the whole batch)."""
     oh, W = p.h // 2, p.w
     buf = scratch(tag, (2, W + 1 + p.n * oh * W, p.c), x.dtype)
     buf[:, :W + 1] = 0
     img = _row_images(p, buf)
     xr = x.reshape(p.n, p.c, oh, 2, W)
-
-    def part(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            for a in range(2):
-                img[a, i] = xr[i, :, :, a].transpose(1, 2, 0)
-
-    split_images(part, p.n, x.nbytes)
+    for i in range(p.n):
+        for a in range(2):
+            img[a, i] = xr[i, :, :, a].transpose(1, 2, 0)
     return buf
 
 
@@ -42,13 +38,9 @@ def _from_rows(p: Conv2dParams, buf: np.ndarray) -> np.ndarray:
     out = np.empty((p.n, p.c, p.h, p.w), buf.dtype)
     img = _row_images(p, buf)
     outr = out.reshape(p.n, p.c, p.h // 2, 2, p.w)
-
-    def part(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            for a in range(2):
-                outr[i, :, :, a] = img[a, i].transpose(2, 0, 1)
-
-    split_images(part, p.n, out.nbytes)
+    for i in range(p.n):
+        for a in range(2):
+            outr[i, :, :, a] = img[a, i].transpose(2, 0, 1)
     return out
 
 
@@ -141,7 +133,7 @@ def backward_unpadded(p: Conv2dParams, dy: np.ndarray, x: np.ndarray, wtap: np.n
     oh, ow = p.h // 2, p.w // 2
     m = p.n * oh * ow
     dys = scratch("bdysu", (G, og, m), dy.dtype)
-    to_channel_major(dys.reshape(p.o, p.n, oh, ow), dy)
+    dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
     buf = _rows(p, x, "bphu")
     dwt = scratch("bdwtu", (G, 3, og, 3 * cg), dy.dtype)   # kernel row u: (O/g, (v, C/g))
 

@@ -15,8 +15,7 @@ from convbench.ops.conv2d import Conv2dParams
 from convbench.protocol import Implementation, register
 from impls._fast_common import (from_phases, gemm, geometry, pool, scratch, single_thread_blas,
                                 split_k_gemms, strided_gemm, to_phases)
-from impls._taps import (cn_phases, from_cn_phases, narrow, narrow_grad_weight, tap_columns, to_channel_major,
-                         to_nchw)
+from impls._taps import cn_phases, from_cn_phases, narrow, narrow_grad_weight, tap_columns, to_nchw
 from impls._unpadded import backward_unpadded, forward_unpadded
 
 __all__ = ["ShiftGemmConv2d", "grad_weight", "full_k", "forward_gemms", "forward_layout", "images_per_chunk"]
@@ -393,7 +392,7 @@ def _padded_dy(p: Conv2dParams, g, dy: np.ndarray) -> np.ndarray:
     """``dY`` channel-major over the phase grid, ``(G, O/g, rows)``, zeros where no output is."""
     oh, ow = p.out_hw
     dys = scratch("bdys", (p.groups, p.o // p.groups, g.rows), dy.dtype, zero=True)
-    to_channel_major(dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow], dy)
+    dys.reshape(p.o, p.n, g.hq, g.wq)[:, :, :oh, :ow] = dy.transpose(1, 0, 2, 3)
     return dys
 
 
@@ -424,7 +423,7 @@ def _backward_full_k(p: Conv2dParams, g, dy: np.ndarray, x: np.ndarray, w: np.nd
     P, T = p.n * oh * ow, p.kh * p.kw
     cols = tap_columns(p, g, cn_phases(p, g, x, "bph"), "bcols").reshape(G, cg * T, P)
     dys = scratch("bdys", (G, og, P), dy.dtype)
-    to_channel_major(dys.reshape(p.o, p.n, oh, ow), dy)
+    dys.reshape(p.o, p.n, oh, ow)[...] = dy.transpose(1, 0, 2, 3)
     dw = np.empty((p.o, cg, p.kh, p.kw), dy.dtype)
     dwg = dw.reshape(G, og, cg * T)
     split_k_gemms([(dys[gi], cols[gi].T, dwg[gi]) for gi in range(G)])

@@ -78,66 +78,6 @@ def test_narrow_grad_weight_results_are_fresh_arrays(monkeypatch):
     assert np.array_equal(first, keep)
 
 
-SPLIT_CASES = ["n4c64h8w10o8k3s2p1", "n3c64h12w12o16k3s2p1nb", "n5c8h9w9o4k3s2p1", "n4c16h10w10o32k1s2",
-               "n3c3h20w20o8k7s2p3", "n4c16h9w9o8k3p1g2"]
-
-
-@pytest.mark.parametrize("desc", SPLIT_CASES)
-def test_layout_copies_cut_across_two_threads_are_exact(desc, monkeypatch):
-    """Every layout copy cut by images across two threads (``_SPLIT_BYTES`` 0, so even these small
-    cases are cut; unpadded and padded stride-2 phases, the stem's, 1x1 stride 2, groups): forward
-    and backward bit-exact on small integers, and the same bits as on one thread."""
-    from convbench.cases import parse_descriptor
-    from impls import _fast_common
-
-    p = parse_descriptor(desc).params
-    inp = OP.make_inputs(p, "float32", fill="exact", seed=9)
-    impl = get_impl("shift_gemm")
-
-    def run():
-        return (impl.forward(p, inp["x"], inp["w"], inp.get("b")), *impl.backward(p, inp["dy"], inp["x"], inp["w"]))
-
-    with threadpool_limits(1, user_api="blas"):
-        one = run()
-    monkeypatch.setattr(_fast_common, "_SPLIT_BYTES", 0)
-    parts: list[tuple[int, int]] = []
-    real = _fast_common.split_images
-
-    def spy(fn, n, nbytes):
-        parts.append((n, nbytes))
-        real(fn, n, nbytes)
-
-    for mod in ("_taps", "_unpadded"):
-        monkeypatch.setattr(f"impls.{mod}.split_images", spy)
-    with threadpool_limits(2, user_api="blas"):
-        two = run()
-    assert parts, "no copy was cut"
-    ref = (OP.reference_forward(p, inp["x"], inp["w"], inp.get("b")), *OP.reference_backward(p, inp["dy"], inp["x"], inp["w"]))
-    for label, a, b, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), one, two, ref):
-        if r is not None:
-            assert np.array_equal(b.astype(np.float64), r), f"{desc} {label}"
-            assert np.array_equal(a, b), f"{desc} {label}"
-
-
-def test_split_images_runs_every_image_once_and_not_nested_on_the_pool(monkeypatch):
-    """Each image in exactly one part, the parts at once on two threads; called from a pool thread
-    it runs whole there (a nested hand-off could wait on itself)."""
-    from impls import _fast_common
-
-    monkeypatch.setattr(_fast_common, "_SPLIT_BYTES", 0)
-    seen: list[tuple[int, int]] = []
-    with threadpool_limits(2, user_api="blas"):
-        _fast_common.split_images(lambda lo, hi: seen.append((lo, hi)), 7, 1)
-        assert sorted(seen) == [(0, 3), (3, 7)]
-        nested: list[tuple[int, int]] = []
-        _fast_common.pool().submit(_fast_common.split_images, lambda lo, hi: nested.append((lo, hi)), 7, 1).result(timeout=30)
-        assert nested == [(0, 7)]
-    seen.clear()
-    with threadpool_limits(1, user_api="blas"):
-        _fast_common.split_images(lambda lo, hi: seen.append((lo, hi)), 7, 1)
-    assert seen == [(0, 7)]
-
-
 def _model_choice(p: Conv2dParams, direction: str, tmp_path) -> tuple[str, str]:
     from impls.fastest import FastestConv2d
 
