@@ -228,3 +228,28 @@ def test_cpu_isa_names_family_model_and_vector_extensions(tmp_path, monkeypatch)
     assert machine._cpu_isa() == "asimd sve"
     info.unlink()
     assert machine._cpu_isa() is None
+
+
+def test_a_process_without_torch_reuses_the_fingerprint_and_does_not_import_torch(tmp_path):
+    """Reading torch's part of the fingerprint imported torch: seconds of every `convbench check`,
+    of every pool worker, for code that never needs torch."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom convbench.measure.machine import fingerprint\n"
+            "fp = fingerprint()\nprint(json.dumps([fp, 'torch' in sys.modules]))")
+    env = dict(os.environ, CONVBENCH_CACHE_DIR=str(tmp_path))
+
+    def fresh(**extra):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env=dict(env, **extra))
+        return json.loads(out.stdout)
+
+    first, imported = fresh()
+    assert first["torch"] and imported    # the first process reads torch (and caches)
+    again, imported = fresh()
+    assert again == first and not imported
+    # what the fingerprint follows from, changed: read afresh (torch's threads follow OMP_NUM_THREADS)
+    other, imported = fresh(OMP_NUM_THREADS="1")
+    assert imported and other["torch_threads"] == 1 and other["id"] != first["id"]

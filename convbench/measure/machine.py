@@ -14,7 +14,9 @@ import json
 import os
 import platform
 import socket
+import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,37 @@ def _torch_info() -> dict[str, Any]:
     return info
 
 
+def _fingerprint_key() -> str:
+    """What a process's fingerprint follows from without importing anything: the host and its boot,
+    the interpreter, the installed versions of the libraries it reads, the thread and BLAS
+    environment and the cores this process may use. Equal keys, equal fingerprints."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = None
+    versions = {}
+    for dist in ("numpy", "scipy", "torch", "threadpoolctl"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    key = {"host": socket.gethostname(), "boot": boot, "python": sys.executable, "version": sys.version,
+           "versions": versions, "usable": usable, "code": Path(__file__).stat().st_mtime_ns,
+           "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def fingerprint() -> dict[str, Any]:
     """What decides speed here: CPU, cores, BLAS and its kernel, versions, threads, GPU, environment.
+
+    Reading torch's part takes importing torch, seconds for a command that may need none of it
+    (checking a NumPy function): a process that has not imported torch reuses the fingerprint an
+    earlier process made under the same key (:func:`_fingerprint_key`: host and boot, interpreter,
+    library versions, thread environment, usable cores), cached beside the peaks.
 
     Returns
     -------
@@ -113,6 +144,27 @@ def fingerprint() -> dict[str, Any]:
         ``architecture``, ``num_threads``), ``numpy``, ``torch``, ``torch_threads``, ``python``,
         ``env`` (``OPENBLAS_*``, ``OMP_*``, ``MKL_*``, ... variables), ``gpu`` and TF32 settings.
     """
+    if "torch" in sys.modules:   # torch's part costs nothing more: read it all here
+        return _fingerprint()
+    path = cache_dir() / f"fingerprint-{_fingerprint_key()}.json"
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and cached.get("id"):
+            return cached
+    except (OSError, ValueError):
+        pass
+    fp = _fingerprint()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(fp, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache costs torch's import next time, nothing else
+    return fp
+
+
+def _fingerprint() -> dict[str, Any]:
     try:
         import psutil
 
