@@ -8,8 +8,10 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -46,6 +48,16 @@ class UsageError(Exception):
 
 class _AlreadySaid(UsageError):
     """A usage error whose lines are already on stderr: exit status 2, nothing more said."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``kill``): unwound as Ctrl-C is, so the workers are
+    stopped and the records measured so far are written; exit status 143."""
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # once: a second one must not cut the unwinding short
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -458,6 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {_one_line(exc.args[0])}",
               file=sys.stderr)
         return 2
+    # SIGTERM's default ends the process where it stands: the workers' guardian stops them, but
+    # records waiting for their case's rounds would be lost (main thread only: where signals go)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return COMMANDS[args.command](args)
     except _AlreadySaid:
@@ -465,11 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ParamError, store.RecordFileError) as exc:
         print(f"convbench {args.command}: error: {_one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         kept = getattr(args, "out", None) if args.command in ("bench", "run") else None
-        print(f"convbench {args.command}: interrupted" + (f"; the records written to {kept} so far are kept"
-                                                          if kept else ""), file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"convbench {args.command}: {how}" + (f"; the records written to {kept} so far are kept"
+                                                    if kept else ""), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         # the reader went away (`convbench list | head`): stop quietly, as other command-line
         # tools do; stdout goes to /dev/null so that flushing it at exit raises nothing more
@@ -481,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(this is a bug in convbench; CONVBENCH_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 #: longest message printed whole; longer ones are cut with a note

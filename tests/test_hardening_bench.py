@@ -139,3 +139,40 @@ def test_bench_refuses_what_only_runs_here_on_a_cluster():
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert "--executor dask://127.0.0.1:9" in p.stderr and "--deadline" in p.stderr and "Traceback" not in p.stderr
+
+
+TERMINATES = '''
+import os, signal
+import numpy as np
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    # what a batch system does at its time limit: SIGTERM to the command (from here: its worker)
+    if x.shape[1] == 3:
+        os.kill(os.getppid(), signal.SIGTERM)
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    y = np.zeros((n, o, h - kh + 1, wd - kw + 1), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            y += np.einsum("nchw,oc->nohw", x[:, :, i:i + y.shape[2], j:j + y.shape[3]], w[:, :, i, j])
+    return y if b is None else y + b[None, :, None, None]
+'''
+
+
+def test_sigterm_keeps_the_records_measured_so_far_and_says_so(tmp_path):
+    # records wait for their case's interleaved rounds: SIGTERM (a batch system's time limit) once
+    # ended the command at once, and the items measured on the unfinished case were lost
+    f = tmp_path / "terminates.py"
+    f.write_text(TERMINATES)
+    out = tmp_path / "b.jsonl"
+    p = subprocess.run(CLI + ["bench", "--impl", "im2col", "--impl", f"{f}:conv2d", "--case", "n1c2h6w6o2k3",
+                              "--case", "n1c3h6w6o2k3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 143, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert "Traceback" not in p.stderr and lines and "terminated" in lines[-1] and str(out) in lines[-1], p.stderr
+    recs = [__import__("json").loads(line) for line in out.read_text().splitlines()]
+    got = {(r["case"][:12], r["impl"], r["direction"], r["status"]) for r in recs}
+    # the first case whole; of the second, what im2col measured before the signal came
+    assert {("n1c2h6w6o2k3", "terminates_conv2d", "forward", "ok"), ("n1c3h6w6o2k3", "im2col", "forward", "ok"),
+            ("n1c3h6w6o2k3", "im2col", "backward", "ok")} <= got, got

@@ -381,6 +381,12 @@ def run_bench(impls: list[Any], cases: list[Any], *, out: Path | None = None, bu
                         if out is not None:
                             store.append(out, r)
                     pending = []
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or failing: the items measured on the unfinished case
+            # are written as they are, without the rounds they were waiting for
+            for *_, r in pending if out is not None else ():
+                store.append(out, r)
+            raise
         finally:
             runner.close()
     return runner.records
