@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _fakes import MACHINE
 
@@ -141,21 +142,17 @@ def test_bench_refuses_what_only_runs_here_on_a_cluster():
     assert "--executor dask://127.0.0.1:9" in p.stderr and "--deadline" in p.stderr and "Traceback" not in p.stderr
 
 
-TERMINATES = '''
-import os, signal
-import numpy as np
+TERMINATES = f'''
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent / "planted_exec")!r})
+from _conv import conv2d as _conv2d
+
 
 def conv2d(x, w, b=None, stride=1, padding=0):
     # what a batch system does at its time limit: SIGTERM to the command (from here: its worker)
     if x.shape[1] == 3:
         os.kill(os.getppid(), signal.SIGTERM)
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    y = np.zeros((n, o, h - kh + 1, wd - kw + 1), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            y += np.einsum("nchw,oc->nohw", x[:, :, i:i + y.shape[2], j:j + y.shape[3]], w[:, :, i, j])
-    return y if b is None else y + b[None, :, None, None]
+    return _conv2d(x, w, b, stride, padding)
 '''
 
 

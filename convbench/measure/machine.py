@@ -147,21 +147,32 @@ def fingerprint() -> dict[str, Any]:
     if "torch" in sys.modules:   # torch's part costs nothing more: read it all here
         return _fingerprint()
     path = cache_dir() / f"fingerprint-{_fingerprint_key()}.json"
+    cached = _read_cached(path, "id")
+    if cached is not None:
+        return cached
+    fp = _fingerprint()
+    _write_cached(path, fp)   # unwritable: torch's import again next time, nothing else
+    return fp
+
+
+def _read_cached(path: Path, key: str) -> dict[str, Any] | None:
+    """The JSON object cached at ``path`` when it holds ``key``, else None (missing, torn, other)."""
     try:
         cached = json.loads(path.read_text())
-        if isinstance(cached, dict) and cached.get("id"):
-            return cached
     except (OSError, ValueError):
-        pass
-    fp = _fingerprint()
+        return None
+    return cached if isinstance(cached, dict) and cached.get(key) else None
+
+
+def _write_cached(path: Path, obj: dict[str, Any]) -> None:
+    """Cache ``obj`` at ``path`` atomically (a rename); an unwritable cache is not an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(fp, indent=1))
+        tmp.write_text(json.dumps(obj, indent=1))
         tmp.replace(path)
     except OSError:
-        pass  # an unwritable cache costs torch's import next time, nothing else
-    return fp
+        pass
 
 
 def _fingerprint() -> dict[str, Any]:
@@ -379,21 +390,11 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
     """
     fp = fp or fingerprint()
     path = cache_dir() / f"peaks-{fp['id']}.json"
-    if not refresh and path.exists():
-        try:
-            cached = json.loads(path.read_text())
-            if isinstance(cached, dict) and "peak_gflops" in cached:
-                return cached
-        except (OSError, json.JSONDecodeError):
-            pass
+    cached = None if refresh else _read_cached(path, "peak_gflops")
+    if cached is not None:
+        return cached
     out = measure_peaks()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(out, indent=1))
-        tmp.replace(path)
-    except OSError:
-        pass  # an unwritable cache costs a re-measurement next time, nothing else
+    _write_cached(path, out)   # unwritable: a re-measurement next time, nothing else
     return out
 
 
