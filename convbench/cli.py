@@ -8,16 +8,15 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from convbench import store
 from convbench._errors import ParamError
+from convbench._interrupt import Terminated, sigterm_as_interrupt
 from convbench.cases import cases_from, with_dtype
 from convbench.execute import get_executor
 from convbench.main_job import run_main_job
@@ -48,16 +47,6 @@ class UsageError(Exception):
 
 class _AlreadySaid(UsageError):
     """A usage error whose lines are already on stderr: exit status 2, nothing more said."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a batch system's time limit, ``kill``): unwound as Ctrl-C is, so the workers are
-    stopped and the records measured so far are written; exit status 143."""
-
-
-def _terminate(signum: int, frame: Any) -> NoReturn:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # once: a second one must not cut the unwinding short
-    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -470,12 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {_one_line(exc.args[0])}",
               file=sys.stderr)
         return 2
-    # SIGTERM's default ends the process where it stands: the workers' guardian stops them, but
-    # records waiting for their case's rounds would be lost (main thread only: where signals go)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return COMMANDS[args.command](args)
+        with sigterm_as_interrupt():
+            return COMMANDS[args.command](args)
     except _AlreadySaid:
         return 2
     except (UsageError, ParamError, store.RecordFileError) as exc:
@@ -498,13 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(this is a bug in convbench; CONVBENCH_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-#: longest message printed whole; longer ones are cut with a note
-MAX_MESSAGE = 2000
+MAX_MESSAGE = 2000  #: longest message printed whole; longer ones are cut with a note
 
 
 def _one_line(exc: BaseException | str) -> str:
