@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from convbench import store
-from convbench._errors import ParamError
+from convbench._errors import ParamError, one_line
 from convbench._interrupt import Terminated, sigterm_as_interrupt
 from convbench.cases import cases_from, with_dtype
 from convbench.execute import get_executor
@@ -190,7 +190,7 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
         try:
             inst = _load_spec(spec, args.op, "--impl", load_timeout)
         except LoadError as exc:
-            print(f"convbench {args.command}: error: --impl {spec}: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"convbench {args.command}: error: --impl {spec}: {one_line(str(exc))}", file=sys.stderr)
             args.load_failed.append(spec)
             continue
         if args.op is None:  # a pooling layer class names its operator itself
@@ -229,11 +229,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:  # refused before anything runs, not after
         store.check_writable_json(args.json)
     impls, cases = _selection(args, "edge")
-    with _executor(args) as ex:
-        t0 = time.perf_counter()
-        records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout, executor=ex,
-                             deadline=None if args.deadline is None else max(_left(args), 0.1))
-        took = time.perf_counter() - t0
+    done: list[dict] = []
+    try:
+        with _executor(args) as ex:
+            t0 = time.perf_counter()
+            records = run_checks(impls, with_dtype(cases, args.dtype), timeout=args.timeout, executor=ex,
+                                 deadline=None if args.deadline is None else max(_left(args), 0.1), sink=done)
+            took = time.perf_counter() - t0
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished checks are reported and kept
+        if done:
+            print(f"the {len(done)} check records finished before the interruption:\n{format_report(done)}", flush=True)
+            if args.json:
+                store.write_json(args.json, done)
+                args.kept = args.json
+        raise
     # the results are printed first: a --json that fails to write loses none of them
     print(format_report(records), flush=True)
     # what it cost where it ran (compare --jobs 1, the default and a cluster on the same checks)
@@ -314,7 +323,7 @@ def _load_baseline(args: argparse.Namespace) -> Any:
     try:
         return _load_spec(args.baseline, args.op, "--baseline", max(_left(args), 0.1) if args.deadline else LOAD_TIMEOUT)
     except (LoadError, ParamError) as exc:
-        raise UsageError(f"--baseline {args.baseline!r}: {_one_line(str(exc))}") from None
+        raise UsageError(f"--baseline {args.baseline!r}: {one_line(str(exc))}") from None
 
 
 def _threshold(text: str) -> float:
@@ -390,7 +399,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             mine.append(_load_spec(spec, args.op[0] if args.op and len(args.op) == 1 else None, "--impl", LOAD_TIMEOUT,
                                    name_op=None))
         except LoadError as exc:
-            raise UsageError(f"--impl {spec!r}: {_one_line(str(exc))}") from None
+            raise UsageError(f"--impl {spec!r}: {one_line(str(exc))}") from None
     for spec, impl in zip(args.impl or [], mine):
         if args.op and impl.info.op not in args.op:
             raise UsageError(f"--impl {spec} is a {impl.info.op} implementation; --op names {', '.join(args.op)}")
@@ -456,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.started = started
     except UsageError as exc:
-        print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {_one_line(exc.args[0])}",
+        print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {one_line(exc.args[0])}",
               file=sys.stderr)
         return 2
     try:
@@ -465,10 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _AlreadySaid:
         return 2
     except (UsageError, ParamError, store.RecordFileError) as exc:
-        print(f"convbench {args.command}: error: {_one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
+        print(f"convbench {args.command}: error: {one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        kept = getattr(args, "out", None) if args.command in ("bench", "run") else None
+        kept = getattr(args, "out", None) if args.command in ("bench", "run") else getattr(args, "kept", None)
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"convbench {args.command}: {how}" + (f"; the records written to {kept} so far are kept"
                                                     if kept else ""), file=sys.stderr)
@@ -481,19 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug of convbench's own: one line, the traceback on request
         if os.environ.get("CONVBENCH_DEBUG"):
             raise
-        print(f"convbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+        print(f"convbench {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
               f"(this is a bug in convbench; CONVBENCH_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
-
-MAX_MESSAGE = 2000  #: longest message printed whole; longer ones are cut with a note
-
-
-def _one_line(exc: BaseException | str) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > MAX_MESSAGE:
-        text = text[:MAX_MESSAGE] + f" ... [{len(text) - MAX_MESSAGE} more characters cut]"
-    return text
 
 
 if __name__ == "__main__":

@@ -227,11 +227,14 @@ def write_json(path: str | Path, obj: Any) -> Path:
                 f.write(data)
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # the replaced file's permissions, else a new file's (mkstemp's own are owner-only)
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
@@ -241,6 +244,12 @@ def write_json(path: str | Path, obj: Any) -> Path:
     except OSError as exc:
         raise RecordFileError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_writable_json(path: str | Path) -> None:

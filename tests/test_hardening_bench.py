@@ -173,3 +173,39 @@ def test_sigterm_keeps_the_records_measured_so_far_and_says_so(tmp_path):
     # the first case whole; of the second, what im2col measured before the signal came
     assert {("n1c2h6w6o2k3", "terminates_conv2d", "forward", "ok"), ("n1c3h6w6o2k3", "im2col", "forward", "ok"),
             ("n1c3h6w6o2k3", "im2col", "backward", "ok")} <= got, got
+
+
+def test_sigterm_to_check_writes_and_reports_the_finished_checks(tmp_path):
+    # check.json was written only at the end: Ctrl-C or SIGTERM lost every check already made
+    f = tmp_path / "terminates.py"
+    f.write_text(TERMINATES)
+    out = tmp_path / "check.json"
+    p = subprocess.run(CLI + ["check", "--impl", f"{f}:conv2d", "--jobs", "1", "--case", "n1c2h6w6o2k3",
+                              "--case", "n1c3h6w6o2k3", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 143, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert "Traceback" not in p.stderr and "terminated" in lines[-1] and str(out) in lines[-1], p.stderr
+    recs = __import__("json").loads(out.read_text())
+    cases = {r["case"][:12] for r in recs}
+    fwd = [r["status"] for r in recs if r["direction"] == "forward"]
+    assert cases == {"n1c2h6w6o2k3"} and fwd and set(fwd) == {"passed"}, recs
+    # the report of what was checked, said to be partial
+    assert "finished before the interruption" in p.stdout and "9 checks passed" in p.stdout, p.stdout
+
+
+def test_sigterm_to_pooled_check_keeps_what_finished(tmp_path):
+    # through the pool of workers (--jobs 2) the finished units are what is kept
+    f = tmp_path / "terminates.py"
+    f.write_text(TERMINATES)
+    out = tmp_path / "check.json"
+    p = subprocess.run(CLI + ["check", "--impl", f"{f}:conv2d", "--jobs", "2", "--case", "n1c2h6w6o2k3",
+                              "--case", "n1c2h7w7o2k3", "--case", "n1c3h6w6o2k3", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 143 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    if out.exists():   # units that finished before the signal: written, and said to be partial
+        recs = __import__("json").loads(out.read_text())
+        assert recs and f"the {len(recs)} check records finished" in p.stdout
+        assert {r["status"] for r in recs if r["direction"] == "forward"} <= {"passed"}, recs
+    else:
+        assert "finished before the interruption" not in p.stdout

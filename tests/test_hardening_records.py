@@ -115,6 +115,21 @@ def test_write_json_follows_a_symlink_and_never_renames_over_a_device(tmp_path):
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_write_json_gives_a_new_file_the_umask_s_permissions_and_keeps_a_replaced_one_s(tmp_path):
+    # the temporary file it renames is created owner-only: check.json came out -rw------- once
+    old = os.umask(0o022)
+    try:
+        store.write_json(tmp_path / "new.json", [1])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.json").st_mode) == 0o644
+    kept = tmp_path / "kept.json"
+    kept.write_text("[]")
+    os.chmod(kept, 0o640)
+    store.write_json(kept, [2])
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o640 and json.loads(kept.read_text()) == [2]
+
+
 def test_check_prints_results_before_writing_them_and_refuses_a_bad_json_up_front(tmp_path, capsys):
     d = tmp_path / "somedir"
     d.mkdir()

@@ -41,6 +41,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from convbench._errors import MAX_MESSAGE, cut
 from convbench.measure import guard
 from convbench.measure.containment import die_with, kill_tree
 from convbench.measure.pipes import HEADER, ChildPipe, frame, pass_output, ready
@@ -50,8 +51,6 @@ __all__ = ["Result", "Worker", "run_isolated", "memory_limit", "cut", "STARTUP_T
 
 #: seconds a child may take to start and load its implementation (imports torch, a user's file)
 STARTUP_TIMEOUT = 120.0
-#: longest message (an exception's text) passed on whole; longer ones are cut with a note
-MAX_MESSAGE = 2000
 #: seconds to wait for the rest of an answer once its first bytes came, and for a killed child
 _GRACE = 5.0
 
@@ -71,14 +70,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text``, or its first ``limit`` characters and a note saying how much was cut."""
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]} ... [{len(text) - limit} more characters cut]"
 
 
 def memory_limit() -> int | None:

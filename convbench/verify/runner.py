@@ -151,7 +151,7 @@ def supported_directions(impl: Any, case: Case) -> tuple[list[str], list[dict[st
 def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = None, isolate: bool | None = None,
                progress: bool | None = None, checks: Iterable[str] | None = None,
                shrink: bool = True, deadline: float | None = None, executor: Any = "local",
-               jobs: int | None = None) -> list[dict[str, Any]]:
+               jobs: int | None = None, sink: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Check every implementation on every case; return the check records.
 
     Parameters
@@ -185,6 +185,9 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
         Processes of the local executor (default: the cores; 1 checks one at a time, here). Without
         it, fewer than :data:`POOL_MIN_UNITS` checks run here, one at a time: starting the pool
         would cost more than it saves. A ``deadline`` runs the checks here, one at a time.
+    sink : list, optional
+        The records are also appended to it as their checks finish (a case at a time here, a unit
+        at a time through an executor): what a caller interrupted by Ctrl-C or SIGTERM keeps.
 
     Returns
     -------
@@ -208,28 +211,36 @@ def run_checks(impls: list[Any], cases: list[Case], *, timeout: float | None = N
             if not pooled:
                 out: list[dict[str, Any]] = []
                 for impl in impls:
-                    out += _serial(impl, cases, names, timeout, isolate, shrink, advance, end)
-                return _mark(out, None)
-            return _pooled(ex, impls, cases, names, timeout, shrink, advance)
+                    out += _serial(impl, cases, names, timeout, isolate, shrink, advance, end, sink)
+                return out
+            return _pooled(ex, impls, cases, names, timeout, shrink, advance, sink)
     finally:
         if ex is not executor:  # made here from its name: its processes or connection end here
             ex.close()
 
 
 def _serial(impl: Any, cases: list[Case], names: list[str], timeout: float | None, isolate: bool | None,
-            shrink: bool, advance: Any, end: Any = None) -> list[dict[str, Any]]:
-    """One implementation's checks here, one after another (in a worker when it is isolated)."""
+            shrink: bool, advance: Any, end: Any = None, sink: list[dict[str, Any]] | None = None
+            ) -> list[dict[str, Any]]:
+    """One implementation's checks here, one after another (in a worker when it is isolated);
+    each case's records, marked as made here, go to ``sink`` too as soon as they are done."""
     why = availability(impl)
     if why:
         for c in cases:
             advance(f"{impl.info.name}")
-        return [full_record(impl, c, _plain("skipped", why)) for c in cases]
-    out: list[dict[str, Any]] = []
+        out = _mark([full_record(impl, c, _plain("skipped", why)) for c in cases], None)
+        if sink is not None:
+            sink += out
+        return out
+    out = []
     runner = _Runner(impl, timeout, isolate, end)
     try:
         for case in cases:
             advance(f"{impl.info.name} {case.id}")
-            out += _check_case(runner, impl, case, names, shrink)
+            recs = _mark(_check_case(runner, impl, case, names, shrink), None)
+            out += recs
+            if sink is not None:
+                sink += recs
     finally:
         runner.close()
     return out
@@ -341,7 +352,7 @@ _RUN_HERE = "run in the client: workers cannot load it"
 
 
 def _pooled(ex: Any, impls: list[Any], cases: list[Case], names: list[str], timeout: float | None,
-            shrink: bool, advance: Any) -> list[dict[str, Any]]:
+            shrink: bool, advance: Any, sink: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every check of the implementations named by a spec as units through ``ex``; the others (given
     as objects) here. Records come back in the order of a serial run."""
     per = timeout if timeout is not None else DEFAULT_TIMEOUT
@@ -363,6 +374,8 @@ def _pooled(ex: Any, impls: list[Any], cases: list[Case], names: list[str], time
             left[i, j] = len(names) if dirs else 0
             if not dirs:
                 advance(f"{impl.info.name} {case.id}")
+                if sink is not None:
+                    sink += cells[i, j]
             for k, name in enumerate(names):
                 if dirs:
                     units.append(Unit("check", spec, impl.info.name, case.op, case, tuple(dirs), index=(i * nc + j) * nn + k,
@@ -374,10 +387,12 @@ def _pooled(ex: Any, impls: list[Any], cases: list[Case], names: list[str], time
         i, rest = divmod(u.index, nc * nn)
         j, k = divmod(rest, nn)
         parts[u.index] = _unit_records(ex, impls[i], out, tally)
+        if sink is not None:
+            sink += parts[u.index] + (cells[i, j] if left[i, j] == len(names) else [])
         left[i, j] -= 1
         if not left[i, j]:
             advance(f"{u.name} {u.case.id}")
-    serial = {i: _mark(_serial(impls[i], cases, names, timeout, None, shrink, advance), None) for i in here}
+    serial = {i: _serial(impls[i], cases, names, timeout, None, shrink, advance, sink=sink) for i in here}
     records: list[dict[str, Any]] = []
     for i in range(len(impls)):
         if i in serial:
