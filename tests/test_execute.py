@@ -134,3 +134,15 @@ def test_cli_check_with_jobs_writes_the_serial_records(tmp_path):
         outs[jobs] = json.loads(out.read_text())
     assert _bare(outs["2"]) == _bare(outs["1"])
     assert {r["worker"].rsplit("/", 1)[-1] for r in outs["2"]} >= {"local-0", "local-1"}
+
+
+def test_a_cluster_without_the_dask_package_is_a_usage_error_not_a_bug():
+    # an environment without `distributed` once got "internal error: ModuleNotFoundError ... this
+    # is a bug in convbench"
+    code = ("import sys; sys.modules['distributed'] = None; from convbench.cli import main; "
+            "sys.exit(main(['check', '--impl', 'im2col', '--case', 'n1c1h3w3o1k1', '--executor', "
+            "'dask://127.0.0.1:9']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "dask://127.0.0.1:9" in line and "distributed" in line and "bug" not in line, line

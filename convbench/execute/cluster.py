@@ -130,8 +130,11 @@ class DaskExecutor:
     def __init__(self, address: str, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.address = address
         tcp = parse_address(address)
-        # deferred: distributed takes a second to import, and only this executor needs it
-        from distributed import Client
+        try:   # deferred: distributed takes a second to import, and only this executor needs it
+            from distributed import Client
+        except ImportError as exc:   # a dependency of convbench, yet an environment may lack it
+            raise ParamError(f"executor {address!r} needs the Dask package 'distributed', which this Python "
+                             f"cannot import ({exc}); install it: pip install distributed") from None
 
         _listening(address, tcp, connect_timeout)
         try:
