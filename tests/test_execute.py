@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,21 @@ def test_a_cluster_without_the_dask_package_is_a_usage_error_not_a_bug():
     assert res.returncode == 2, res.stderr
     (line,) = res.stderr.strip().splitlines()
     assert "dask://127.0.0.1:9" in line and "distributed" in line and "bug" not in line, line
+
+
+@pytest.mark.skipif((len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) < 2,
+                    reason="one core: torch's default is one thread already")
+def test_a_torch_check_after_a_numpy_one_runs_on_one_thread():
+    # a pool or Dask process that checked a NumPy implementation first limited the threads before
+    # torch was imported: torch_cpu's checks then ran with torch's default threads, and their
+    # errors differed in the last bits from a local run's (issue seen on a Dask worker)
+    pytest.importorskip("torch")
+    code = ("import sys; from convbench.cases import get_suite; from convbench.execute import Unit, run_unit; "
+            "c = get_suite('edge')[0]; "
+            "u = lambda n: Unit('check', n, n, 'conv2d', c, ('forward',), options={'check': 'random', 'shrink': False}); "
+            "run_unit(u('im2col'), 'w'); assert 'torch' not in sys.modules; "
+            "out = run_unit(u('torch_cpu'), 'w'); import torch; "
+            "print(out['records'][0]['status'], torch.get_num_threads())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["passed", "1"], res.stdout

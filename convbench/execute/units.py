@@ -11,6 +11,7 @@ kind's function and returns its records with the machine and worker that made th
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -159,25 +160,34 @@ def worker_machine(with_peaks: bool = False) -> dict[str, Any]:
 _THREADS: dict[str, Any] = {}
 
 
-def _one_thread(on: bool) -> None:
+def _one_thread(on: bool, impl: Any = None) -> None:
     """Checks run one thread each (BLAS, OpenMP, torch): a pool of processes is the parallelism,
     and their thread pools on top would fight for the same cores (OpenBLAS's threads busy-wait).
-    Benchmarks get the machine's threads back (their runner sets what ``--threads`` asks)."""
-    if on == bool(_THREADS):
+    torch is imported first for a torch implementation (its own calls would import it after the
+    limit, with its default threads), and a library some other code loaded since the last unit is
+    limited at the next one: a check's numbers must not depend on which units its process ran
+    before (torch's rounding differs between one thread and two). Benchmarks get the machine's
+    threads back (their runner sets what ``--threads`` asks)."""
+    if not on:
+        if _THREADS:
+            _THREADS.pop("limiter").restore_original_limits()
+            if "torch" in _THREADS:
+                sys.modules["torch"].set_num_threads(_THREADS["torch"])
+            _THREADS.clear()
         return
-    if on:
-        from threadpoolctl import threadpool_limits  # deferred: only worker processes need it
+    from threadpoolctl import threadpool_limits  # deferred: only worker processes need it
 
+    if impl is not None and impl.info.backend == "torch" and "torch" not in sys.modules:
+        with contextlib.suppress(ImportError):
+            import torch  # noqa: F401  (deferred: seconds, and only torch implementations need it)
+    torch = sys.modules.get("torch")
+    if not _THREADS:
         _THREADS["limiter"] = threadpool_limits(limits=1)
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            _THREADS["torch"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-    else:
-        _THREADS.pop("limiter").restore_original_limits()
-        if "torch" in _THREADS:
-            sys.modules["torch"].set_num_threads(_THREADS.pop("torch"))
-        _THREADS.clear()
+    elif torch is not None and "torch" not in _THREADS:
+        threadpool_limits(limits=1)   # the libraries loaded since (torch's OpenMP)
+    if torch is not None and "torch" not in _THREADS:
+        _THREADS["torch"] = torch.get_num_threads()
+        torch.set_num_threads(1)
 
 
 def _resolve(fn: str) -> Callable[..., Any]:
@@ -199,6 +209,6 @@ def run_unit(unit: Unit, worker: str | None = None) -> dict[str, Any]:
     except UnitLoadError as exc:
         return {"unloadable": str(exc), "worker": worker, "machine": worker_machine()["id"]}
     machine = worker_machine()["id"]  # fingerprinted with the machine's threads, before limiting them
-    _one_thread(unit.kind == "check")
+    _one_thread(unit.kind == "check", impl)
     records = _resolve(KINDS[unit.kind])(impl, unit)
     return {"records": records, "worker": worker, "machine": machine}
