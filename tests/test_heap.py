@@ -87,3 +87,59 @@ def test_torch_cpu_inputs_are_torch_allocated_copies():
         (t,) = get_impl(spec, "conv2d").prepare(a)
         assert isinstance(t, torch.Tensor) and not np.shares_memory(t.numpy(), a)
         assert t.data_ptr() % 64 == 0 and np.array_equal(t.numpy(), a)
+
+
+class _Allocates:
+    """A NumPy implementation whose call allocates (and frees) a 4 MiB buffer."""
+
+    def __init__(self, name: str, heap: str | None) -> None:
+        from convbench.registry import ImplInfo
+
+        self.info, self.heap, self.faults = ImplInfo(op="conv2d", name=name), heap, []
+
+    def forward(self, p, x, w, b):
+        before = minor_faults()
+        big = np.ones(1 << 19)  # 4 MiB, past glibc's starting mmap threshold
+        self.faults.append(minor_faults() - before)
+        return np.zeros(p.shapes()["y"], x.dtype) + big[0]
+
+    def prepare(self, *arrays):
+        return arrays
+
+    def sync(self):
+        pass
+
+
+@needs_glibc
+def test_rounds_hold_a_policyless_participant_in_the_kept_heap_it_was_timed_in():
+    """In interleaved rounds, an implementation without a heap policy once ran in the thresholds the
+    previous block left: after torch_cpu's "fresh" ones, a NumPy call's large buffers were given
+    back and faulted in again on every call (its rounds 1.3-5x its own timing)."""
+    # in a fresh process: this one's heap history must not decide
+    code = ("import sys; sys.path.insert(0, {tests!r}); from test_heap import _faults_in_rounds as f; print(f())")
+    out = subprocess.run([sys.executable, "-c", code.format(tests=str(Path(__file__).parent))],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split()[-1]) < 20, out.stdout   # a 4 MiB buffer faulted in is ~1000
+
+
+def _faults_in_rounds() -> float:
+    from convbench.measure import rounds
+    from convbench.measure.heap import set_thresholds
+    from convbench.measure.rounds import run_rounds
+
+    case = parse_descriptor("n1c2h8w8o2k3")
+    fresh, plain = _Allocates("fresh_one", "fresh"), _Allocates("plain_one", None)
+    parts = [rounds._participant(i, case, "forward", None, __import__("time").perf_counter, held=True)
+             for i in (fresh, plain)]
+    timed: list[int] = []
+
+    class Timed:
+        def block(self, number):   # the calls a block times: its last `number`
+            t = parts[1].block(number)
+            timed.extend(plain.faults[-number:])
+            return t
+
+    set_thresholds(*thresholds_for("kept"))
+    run_rounds([parts[0], Timed()], [3, 3], 10, seed=1)
+    return float(np.median(timed))

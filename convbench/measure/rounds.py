@@ -155,14 +155,20 @@ class WorkerBlock:
 
 
 def _participant(impl: Any, case: Any, direction: str, worker_for: Callable[[Any], Any],
-                 clock: Callable[[], float]) -> Participant:
+                 clock: Callable[[], float], held: bool = False) -> Participant:
+    """``held``: another participant holds a heap policy, so one without a policy holds ``"kept"``,
+    the state it was timed in (after a policy the process is left in it); else it would run in
+    whatever the previous block left: torch_cpu's ``"fresh"`` thresholds had a NumPy
+    implementation's buffers given back and faulted in again on every call (its rounds 1.3-5x its
+    own timing)."""
     if getattr(impl.info, "isolate", False):
         return WorkerBlock(worker_for(impl), impl, case, direction)
     call = prepared_call(impl, case, direction)
     policy = getattr(impl, "heap", None)
-    if policy is None:
+    if policy is None and not held:
         return LocalBlock(call, impl.sync, clock, settle=park_blas_threads)
-    return HeldBlock(call, impl.sync, thresholds_for(policy, allocation_sizes(impl, call)), clock)
+    sizes = allocation_sizes(impl, call) if policy == "fresh" else ()
+    return HeldBlock(call, impl.sync, thresholds_for(policy or "kept", sizes), clock)
 
 
 def interleave(group: Sequence[tuple[Any, Any, str, dict[str, Any]]], *, budget_cap: float | None, run_id: str,
@@ -189,7 +195,8 @@ def interleave(group: Sequence[tuple[Any, Any, str, dict[str, Any]]], *, budget_
     clock = clock or time.perf_counter
     t0 = clock()   # preparing the participants' calls is paid from the phase's budget too
     try:
-        parts = [_participant(impl, case, d, worker_for, clock) for impl, case, d, _ in ok]
+        held = any(getattr(impl, "heap", None) and not getattr(impl.info, "isolate", False) for impl, *_ in ok)
+        parts = [_participant(impl, case, d, worker_for, clock, held) for impl, case, d, _ in ok]
         times = run_rounds(parts, numbers, rounds, seed=seed, budget_s=budget - (clock() - t0), clock=clock)
     except Exception as exc:
         for *_, rec in ok:
