@@ -264,3 +264,24 @@ def test_a_cluster_host_that_does_not_resolve_is_a_usage_error_naming_it(capsys)
                  "dask://nosuchhost.invalid:8786"]) == 2
     err = capsys.readouterr().err
     assert "nosuchhost.invalid:8786" in err and "does not resolve" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_result_that_came_is_kept_though_a_worker_died_under_the_unit_after():
+    # the deaths were asked first: a unit whose result had arrived was still reported crashed
+    from convbench.execute.cluster import DaskExecutor, Outcome, _Deaths
+
+    unit = Unit("check", "im2col", "im2col", "conv2d", CASES[0], ("forward",), options={"check": "shape"})
+    done = Outcome(unit, "ok", records=[{"status": "passed"}], worker="w1")
+
+    class Fut:
+        key, status = "k", "finished"
+
+        def result(self):
+            return done
+
+    deaths = _Deaths.__new__(_Deaths)
+    deaths.count, deaths.last = {"k": 2}, {"k": "w2"}
+    assert DaskExecutor._settled(Fut(), unit, deaths, RuntimeError) is done
+    Fut.status = "cancelled"   # cancelled at the second death, nothing came: crashed, naming it
+    out = DaskExecutor._settled(Fut(), unit, deaths, RuntimeError)
+    assert out.status == "crashed" and out.worker == "w2"

@@ -180,7 +180,7 @@ class DaskExecutor:
                 unit = pending.pop(fut, None)
                 if unit is None:  # cancelled below
                     continue
-                out = deaths.outcome(fut.key, unit) or self._outcome(fut, unit, KilledWorker)
+                out = self._settled(fut, unit, deaths, KilledWorker)
                 if note is not None:
                     note(out)
                 yield out
@@ -203,6 +203,14 @@ class DaskExecutor:
         """Worker address -> name, for the workers the scheduler has now."""
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
         return {a: str(w.get("name", a)) for a, w in info.items()}
+
+    @classmethod
+    def _settled(cls, fut: Any, unit: Unit, deaths: "_Deaths", killed: type) -> Outcome:
+        """A finished unit's result (even if a worker died under it after it came), else the
+        ``crashed`` of a unit cancelled at its second worker death, else what the future holds."""
+        if fut.status == "finished":
+            return cls._outcome(fut, unit, killed)
+        return deaths.outcome(fut.key, unit) or cls._outcome(fut, unit, killed)
 
     @staticmethod
     def _outcome(fut: Any, unit: Unit, killed: type) -> Outcome:
