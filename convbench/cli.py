@@ -12,12 +12,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
 from convbench import store
 from convbench._errors import ParamError, one_line
 from convbench._interrupt import Terminated, sigterm_as_interrupt
-from convbench.cases import cases_from, with_dtype
+from convbench._parser import AlreadySaid, UsageError, build_parser
+from convbench.cases import cases_from, get_suite, parse_descriptor, with_dtype
 from convbench.execute import get_executor
 from convbench.main_job import run_main_job
 from convbench.measure.bench import run_bench
@@ -34,58 +35,6 @@ from convbench.verify.report import checked_in, verdict_lines
 
 __all__ = ["main"]
 
-DEFAULT_REPORT_DIR = "convbench-report"
-SECURITY_NOTE = ("Security: --impl FILE.py:OBJ and --impl pkg.module:OBJ run that code (importing and calling it "
-                 "is how it is checked). It runs in a worker subprocess, which keeps crashes and hangs away "
-                 "from convbench but is no sandbox: the code runs as you, with your files and network. "
-                 "Check code you do not trust only inside a container or VM.")
-
-
-class UsageError(Exception):
-    """A bad command line: reported in one line, exit status 2."""
-
-
-class _AlreadySaid(UsageError):
-    """A usage error whose lines are already on stderr: exit status 2, nothing more said."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, its errors as :class:`UsageError` (one line, exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)", self.prog)
-
-
-def _seconds(value: str) -> float:
-    """A positive, finite number of seconds (``--timeout``, ``--budget``, ``--deadline``)."""
-    try:
-        s = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {value!r}") from None
-    if not math.isfinite(s) or s <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds (a finite number > 0), got {value!r}")
-    return s
-
-
-def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--op", default=None,
-                   help="operator (default: the one the --impl objects implement, else conv2d)")
-    p.add_argument("--impl", action="append", metavar="SPEC",
-                   help="implementation: NAME, path/to/file.py:OBJ or pkg.module:OBJ (repeatable; default all)")
-    p.add_argument("--suite", action="append", metavar="S",
-                   help="suite of cases (repeatable; default: edge for check, quick for bench)")
-    p.add_argument("--case", action="append", metavar="D",
-                   help="one case as a descriptor, e.g. n8c64h56w56o64k3s1p1 (repeatable)")
-
-
-def _add_executor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", default="local", metavar="E",
-                   help="where units run: local (a pool of isolated processes here, the default) or "
-                        "dask://HOST:PORT (the workers of a Dask cluster)")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="processes of the local executor for checks (default: the cores; 1 = one at a time)")
-
-
 def _executor(args: argparse.Namespace) -> Any:
     """The executor ``--executor``/``--jobs`` name (a usage error when they are wrong)."""
     if args.jobs is not None and args.jobs < 1:
@@ -94,75 +43,6 @@ def _executor(args: argparse.Namespace) -> Any:
         return get_executor(args.executor, args.jobs)
     except ParamError as exc:
         raise UsageError(f"--executor {args.executor}: {exc}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="convbench", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("list", help="implementations, available or not, and why")
-    p.add_argument("--op", default=None, help="only this operator")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser("check", help="check implementations against the float64 oracle",
-                       description="Check implementations against the float64 oracle.",
-                       epilog=SECURITY_NOTE)
-    _add_selection(p)
-    p.add_argument("--dtype", default="all", choices=("float32", "float64", "all"),
-                   help="every case at this dtype, or each at the suite's own (default: all)")
-    p.add_argument("--json", metavar="FILE", help="write the check records as a JSON array")
-    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                   help="seconds one check may take before it is a timeout")
-    p.add_argument("--deadline", type=_seconds, default=None, metavar="S",
-                   help="seconds for the whole run: what is left then is skipped (runs implementations in subprocesses)")
-    _add_executor(p)
-
-    p = sub.add_parser("bench", help="time implementations; append JSON-lines records", epilog=SECURITY_NOTE)
-    _add_selection(p)
-    p.add_argument("--out", metavar="FILE", help="append bench records (JSON lines) to FILE")
-    p.add_argument("--budget", type=_seconds, default=None, metavar="S", help="seconds for the whole run")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="BLAS and torch threads")
-    p.add_argument("--resume", action="store_true", help="skip what --out already holds")
-    p.add_argument("--deadline", type=_seconds, default=None, metavar="S",
-                   help="seconds for the whole run, whatever the budget: an item still running then is a timeout, "
-                        "the rest skipped")
-    _add_executor(p)
-    p.add_argument("--baseline", default=None, metavar="SPEC",
-                   help="time SPEC interleaved with the implementations (old code against new) and compare")
-    p.add_argument("--threshold", default="10", metavar="PCT",
-                   help="with --baseline: the change in %% that counts as a regression (default 10)")
-    p.add_argument("--metric", default="time", choices=("time", "instructions"),
-                   help="instructions: also count one call of each unit under valgrind")
-    p.add_argument("--no-interleave", action="store_true",
-                   help="do not time the implementations of a case again in interleaved rounds")
-
-    p = sub.add_parser("report", help="tables and plots from records")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="convbench records (.jsonl/.json), pytest-benchmark JSON, asv results directories")
-    p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
-    p.add_argument("--format", default="md,html,csv", metavar="FMTS", help="comma-separated: md, html, csv")
-    p.add_argument("--baseline", default="torch_cpu", help="implementation speedups are measured against")
-
-    p = sub.add_parser("compare", help="compare two sets of bench records, or a --baseline run's baseline "
-                                       "with its other implementations")
-    p.add_argument("old")
-    p.add_argument("new", nargs="?", default=None, help="omitted: OLD is a bench --baseline run")
-    p.add_argument("--threshold", default="10", metavar="PCT", help="regression threshold in %% (default 10)")
-
-    p = sub.add_parser("machine", help="fingerprint and measured peaks of this machine")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations "
-                                   "(and yours, with --impl)")
-    p.add_argument("--impl", action="append", metavar="SPEC",
-                   help="your implementation (path/to/file.py:OBJ, pkg.module:OBJ): checked, benchmarked beside the "
-                        "shipped families and first in the report (repeatable)")
-    p.add_argument("--out", default=DEFAULT_REPORT_DIR, metavar="DIR")
-    p.add_argument("--budget", type=_seconds, default=100.0, metavar="S",
-                   help="seconds for benchmarking (default 100)")
-    p.add_argument("--op", action="append", default=None, help="operators (default: all with implementations)")
-    _add_executor(p)
-    return ap
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -180,7 +60,7 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
     an isolated worker; one that fails to load is said on one line and left out
     (``args.load_failed``), the others go on."""
     if args.op is not None:
-        get_op(args.op)
+        _named("--op", args.op, get_op)
     timeout = getattr(args, "timeout", None)
     load_timeout = max(timeout, MIN_LOAD_TIMEOUT) if timeout else LOAD_TIMEOUT
     if getattr(args, "deadline", None):
@@ -188,7 +68,7 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
     impls, args.load_failed = [], []
     for spec in args.impl or []:
         try:
-            inst = _load_spec(spec, args.op, "--impl", load_timeout)
+            inst = _named("--impl", spec, lambda v: _load_spec(v, args.op, "--impl", load_timeout))
         except LoadError as exc:
             print(f"convbench {args.command}: error: --impl {spec}: {one_line(str(exc))}", file=sys.stderr)
             args.load_failed.append(spec)
@@ -199,9 +79,12 @@ def _selection(args: argparse.Namespace, default_suite: str) -> tuple[list[Any],
             raise ParamError(f"impl {spec!r} is a {inst.info.op} implementation, not {args.op}")
         impls.append(inst)
     if args.impl and not impls:
-        raise _AlreadySaid()
+        raise AlreadySaid()
     args.op = args.op or "conv2d"
     get_op(args.op)
+    for flag, given, get in (("--suite", args.suite, get_suite), ("--case", args.case, parse_descriptor)):
+        for value in given or []:   # each said with its option, before the cases are put together
+            _named(flag, value, lambda v: get(v, args.op))
     cases = cases_from(args.op, args.suite, args.case, default=default_suite)
     if not args.impl:
         impls = registered(args.op)
@@ -227,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     # checking wants small cases that cover every parameter: the edge suite
     if args.json:  # refused before anything runs, not after
-        store.check_writable_json(args.json)
+        _named("--json", args.json, store.check_writable_json)
     impls, cases = _selection(args, "edge")
     done: list[dict] = []
     try:
@@ -240,7 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if done:
             print(f"the {len(done)} check records finished before the interruption:\n{format_report(done)}", flush=True)
             if args.json:
-                store.write_json(args.json, done)
+                _named("--json", args.json, lambda v: store.write_json(v, done))
                 args.kept = args.json
         raise
     # the results are printed first: a --json that fails to write loses none of them
@@ -248,7 +131,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # what it cost where it ran (compare --jobs 1, the default and a cluster on the same checks)
     print(checked_in(records, took), file=sys.stderr)
     if args.json:
-        store.write_json(args.json, records)
+        _named("--json", args.json, lambda v: store.write_json(v, records))
     if args.load_failed:
         return 2
     return 1 if any(r["status"] in FAILING for r in records) else 0
@@ -262,7 +145,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be between 1 and {MAX_THREADS} (this machine has {os.cpu_count()} "
                          f"cores), got {args.threads}")
     if args.out:  # an output that cannot take the records is refused before anything is measured
-        store.check_appendable(args.out)
+        _named("--out", args.out, store.check_appendable)
     threshold = _threshold(args.threshold)
     impls, cases = _selection(args, "quick")
     if args.metric == "instructions" and valgrind_missing():
@@ -303,6 +186,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("nothing was measured (the reasons are above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _named(flag: str, value: str, fn: Any) -> Any:
+    """``fn(value)``; its refusal of ``value`` as a usage error naming the option and the value."""
+    try:
+        return fn(value)
+    except (ParamError, store.RecordFileError) as exc:
+        text = str(exc)
+        for head in (f"{value}: ", f"{Path(value).resolve()}: "):
+            text = text[len(head):] if text.startswith(head) else text
+        raise UsageError(f"{flag} {value!r}: {text}") from None
 
 
 def _load_spec(spec: str, op: str | None, flag: str, timeout: float, name_op: str | None = "conv2d") -> Any:
@@ -349,6 +243,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     import reports  # deferred: pandas, scipy and matplotlib load in seconds; only reports need them
 
     frame = _read_inputs(reports.load, [Path(i) for i in args.inputs])
+    held = sorted(set(frame["impl"].dropna())) if "impl" in frame else []
+    if args.baseline is not None and args.baseline not in held:   # the default may be absent; a name given may not
+        raise UsageError(f"--baseline {args.baseline!r}: no implementation of that name in the records "
+                         f"(they hold {', '.join(held[:12]) or 'none'}{' ...' if len(held) > 12 else ''})")
+    args.baseline = args.baseline or "torch_cpu"
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         paths = reports.write_report(frame, Path(args.out), formats=formats, baseline=args.baseline)
@@ -462,7 +361,7 @@ COMMANDS = {"list": cmd_list, "check": cmd_check, "bench": cmd_bench, "report": 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
         args.started = started
     except UsageError as exc:
         print(f"{exc.args[1] if len(exc.args) > 1 else 'convbench'}: error: {one_line(exc.args[0])}",
@@ -471,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             return COMMANDS[args.command](args)
-    except _AlreadySaid:
+    except AlreadySaid:
         return 2
     except (UsageError, ParamError, store.RecordFileError) as exc:
         print(f"convbench {args.command}: error: {one_line(exc.args[0] if exc.args else exc)}", file=sys.stderr)
@@ -479,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         kept = getattr(args, "out", None) if args.command in ("bench", "run") else getattr(args, "kept", None)
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"convbench {args.command}: {how}" + (f"; the records written to {kept} so far are kept"
-                                                    if kept else ""), file=sys.stderr)
+        wrote = kept and Path(kept).exists() and (Path(kept).is_dir() or Path(kept).stat().st_size > 0)
+        print(f"convbench {args.command}: {how}" + (f"; the records written to {kept} so far are kept" if wrote else
+                                                    f"; nothing was written to {kept}" if kept else ""), file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         # the reader went away (`convbench list | head`): stop quietly, as other command-line

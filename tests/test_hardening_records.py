@@ -179,10 +179,23 @@ def test_interrupted_check_does_not_claim_records_were_kept(capsys, monkeypatch)
     (["compare", "a.jsonl", "a.jsonl", "--threshold", "nan"], "'nan'"),
     (["report", "a.jsonl", "--out", "a.jsonl"], "existing file"),
     (["run", "--out", "a.jsonl"], "existing file"),
+    # each names its option and the value (once said only "n must be a positive int, got 0")
+    (["check", "--impl", "im2col", "--case", "n0c1h3w3o1k1"], "--case 'n0c1h3w3o1k1': n must be"),
+    (["check", "--impl", "im2col", "--case", "n1c2h6w6o2k9"], "--case 'n1c2h6w6o2k9': kernel height"),
+    (["bench", "--impl", "im2col", "--case", "n1c3h6w6o2k3g2"], "--case 'n1c3h6w6o2k3g2': groups=2"),
+    (["check", "--impl", "im2col", "--suite", "nosuch"], "--suite 'nosuch': "),
+    (["check", "--op", "nosuch"], "--op 'nosuch': "),
+    (["check", "--impl", "nosuch_impl"], "--impl 'nosuch_impl': "),
+    (["check", "--impl", "im2col", "--json", "."], "--json '.': is a directory"),
+    (["bench", "--impl", "im2col", "--out", "."], "--out '.': "),
+    (["bench", "--impl", "im2col", "--out", "notes.txt"], "--out 'notes.txt': not a JSON-lines"),
+    # a baseline named that the records do not hold once gave exit 0 and a note
+    (["report", "a.jsonl", "--baseline", "nosuch", "--out", "r"], "--baseline 'nosuch': no implementation"),
 ])
 def test_bad_values_are_one_line_exit_2(args, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.jsonl").write_text(json.dumps(REC) + "\n")
+    (tmp_path / "notes.txt").write_text("my notes\n")
     assert main(args) == 2
     one_line_error(capsys.readouterr().err, fragment)
 
