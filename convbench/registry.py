@@ -244,6 +244,8 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
             raise ParamError(f"impl spec {spec!r} names a file but no object: use {spec}:OBJECT")
         return get_impl(spec, op or "conv2d")
     target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise ParamError(f"impl spec {spec!r} needs a file or module and an object: FILE.py:OBJ or pkg.module:OBJ")
     # shipped families first: a file that imports one (impls.stride_tricks) must not claim its
     # registrations as its own below
     discover()
@@ -260,6 +262,8 @@ def load_impl(spec: Any, op: str | None = None) -> Any:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
             raise ParamError(f"impl spec {spec!r}: no module {target!r} ({exc})") from None
+        except (ValueError, TypeError) as exc:   # ".x", "a..b": not a module name at all
+            raise ParamError(f"impl spec {spec!r}: {target!r} is not a module name ({exc})") from None
         abs_spec = spec
     obj: Any = module
     for part in attr.split("."):

@@ -3,6 +3,7 @@ it does at import (loop, exit, print, raise) hangs the command, ends it or pollu
 and one bad --impl leaves the others running. Each test is a probe that misbehaved once."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import convbench.cli as cli
+from convbench import ParamError, load_impl
 from convbench.cli import main
 
 CASE = "n1c2h5w5o2k3"
@@ -188,3 +190,10 @@ def test_check_impl_on_a_file_that_misbehaves_at_import_raises_param_error_and_t
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.endswith("still here\n"), (p.stdout, p.stderr)
     assert f"{bad}:conv" in p.stdout and SAYS[kind] in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("spec", [":", "x.py:", ":conv2d", ".x:f", "a..b:f"])
+def test_a_spec_that_is_no_module_or_object_is_a_param_error_naming_it(spec):
+    # load_impl(":") once raised importlib's own "ValueError: Empty module name"
+    with pytest.raises(ParamError, match=re.escape(repr(spec))):
+        load_impl(spec)
