@@ -209,3 +209,15 @@ def test_sigterm_to_pooled_check_keeps_what_finished(tmp_path):
         assert {r["status"] for r in recs if r["direction"] == "forward"} <= {"passed"}, recs
     else:
         assert "finished before the interruption" not in p.stdout
+
+
+def test_an_interrupted_bench_that_wrote_nothing_does_not_claim_records_were_kept(tmp_path):
+    # it once said "the records written to b.jsonl so far are kept" of a file never created
+    f = tmp_path / "terminates.py"
+    f.write_text(TERMINATES)
+    out = tmp_path / "b.jsonl"
+    p = subprocess.run(CLI + ["bench", "--impl", f"{f}:conv2d", "--case", "n1c3h6w6o2k3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 143, (p.returncode, p.stderr)
+    last = p.stderr.strip().splitlines()[-1]
+    assert not out.exists() and f"nothing was written to {out}" in last and "kept" not in last, p.stderr

@@ -118,6 +118,19 @@ def test_memory_limit_from_the_environment(monkeypatch):
     assert isolate.memory_limit() is None
 
 
+def test_workers_side_by_side_share_the_memory_limit(monkeypatch):
+    # each of two pool workers once got all the available memory: together they could take twice it
+    monkeypatch.delenv("CONVBENCH_WORKER_MEMORY", raising=False)
+    whole = isolate.memory_limit()
+    if whole is None:
+        pytest.skip("no memory figure on this system")
+    with Worker(share=2) as wk:
+        r = wk.call("convbench.measure.isolate:memory_limit", timeout=60)
+    assert r.ok and 0.3 * whole < r.value < 0.6 * whole, (r, whole)
+    monkeypatch.setenv("CONVBENCH_WORKER_SHARE", "4")
+    assert isolate.memory_limit() < 0.3 * whole
+
+
 def test_a_huge_exception_message_comes_back_cut_with_a_note():
     with Worker() as wk:
         r = wk.call("_hostile:raise_long", 5_000_000, timeout=60)

@@ -66,3 +66,12 @@ def test_fewer_than_half_of_the_cases_run_is_a_warning_with_the_reasons():
     # half or more ran: no warning
     recs = run_checks([Planted("all")], CASES, checks=["shape"])
     assert "cases ran" not in format_report(recs)
+
+
+def test_nothing_checked_is_not_called_ok():
+    # every case skipped (here: too big for the machine) once ended "OK: 0 checks passed"
+    recs = run_checks([Planted("big")], [conv("huge", n=10**9, c=64, h=64, w=64, o=64, k=3)], checks=["shape"],
+                      progress=False)
+    text = format_report(recs)
+    assert "OK" not in text.splitlines()[-1] and "NOTHING CHECKED" in text.splitlines()[-1], text
+    assert "big: not checked: " in text, text

@@ -103,7 +103,8 @@ def run_on_worker(unit: Unit) -> Outcome:
     slot = getattr(_THREAD, "slot", None)
     if slot is None:
         w = get_worker()
-        slot = _THREAD.slot = Slot(str(w.name if w.name is not None else w.address))
+        slot = _THREAD.slot = Slot(str(w.name if w.name is not None else w.address),
+                                   share=int(getattr(getattr(w, "state", w), "nthreads", 1) or 1))
     return slot.run(unit)
 
 

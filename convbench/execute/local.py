@@ -78,7 +78,7 @@ class LocalExecutor:
         host = socket.gethostname()
         n = min(self.jobs if parallel else 1, len(units))
         # the children are kept from one run to the next: starting one costs seconds (imports)
-        self._slots += [Slot(f"{host}/local-{i}") for i in range(len(self._slots), n)]
+        self._slots += [Slot(f"{host}/local-{i}", share=n) for i in range(len(self._slots), n)]
         slots = self._slots[:n]
 
         def loop(slot: Slot) -> None:

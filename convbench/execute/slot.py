@@ -54,12 +54,15 @@ class Slot:
     ----------
     name : str
         The worker's name (``HOST/local-0``, a Dask worker's name).
+    share : int
+        Slots running side by side on this machine: the child's memory limit is that share of
+        what the machine has available.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, share: int = 1) -> None:
         self.name = name
         self.machine: Any = None  # the fingerprint id the child last reported
-        self._worker = Worker()
+        self._worker = Worker(share=share)
 
     def run(self, unit: Unit) -> Outcome:
         """Run ``unit`` in the child; never raises because of what the implementation did."""

@@ -74,7 +74,9 @@ class Result:
 
 def memory_limit() -> int | None:
     """Bytes of data a worker may allocate beyond what it holds once loaded: what this machine has
-    available now (:func:`convbench.measure.guard.available_memory`), or
+    available now (:func:`convbench.measure.guard.available_memory`), shared among the workers
+    that run side by side (``$CONVBENCH_WORKER_SHARE``, set by :class:`Worker`: two pool workers
+    each allocating nearly all of it once took the machine past its memory together), or
     ``$CONVBENCH_WORKER_MEMORY`` (bytes, or with a K/M/G/T suffix; ``off`` for none). None: no
     limit."""
     env = os.environ.get("CONVBENCH_WORKER_MEMORY", "").strip().lower()
@@ -86,7 +88,12 @@ def memory_limit() -> int | None:
             return int(float(env.rstrip("kmgtb") if mult > 1 else env) * mult)
         except ValueError:
             return None
-    return guard.available_memory()
+    available = guard.available_memory()
+    try:
+        share = max(1, int(os.environ.get("CONVBENCH_WORKER_SHARE", "1")))
+    except ValueError:
+        share = 1
+    return None if available is None else available // share
 
 
 def _resolve(fn: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -225,8 +232,9 @@ class Worker:
     """
 
     def __init__(self, spec: str | None = None, op: str | None = None,
-                 startup_timeout: float = STARTUP_TIMEOUT) -> None:
+                 startup_timeout: float = STARTUP_TIMEOUT, share: int = 1) -> None:
         self.spec, self.op, self.startup_timeout = spec, op, startup_timeout
+        self.share = share  # workers running side by side: each may take this share of the memory
         self._proc: Any = None
         self._rx = self._tx = -1
         self.starts = 0  # how many children this worker has started
@@ -237,7 +245,8 @@ class Worker:
         # __main__ (a user's script) in the child; rather than fork, whose child inherits the
         # parent's BLAS and torch threads in whatever state they were, and can deadlock
         to_child, from_child = os.pipe(), os.pipe()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                   CONVBENCH_WORKER_SHARE=str(max(1, self.share)))
         code = "from convbench.measure.isolate import _main; _main()"
         # the kernel's parent-death signal follows the thread that started the child: only from
         # the main thread, which lives as long as this process (the watchdog covers the rest)

@@ -197,13 +197,16 @@ def format_report(records: list[dict[str, Any]]) -> str:
             out += [f"  {n:4d}  {c}" for c, n in causes.most_common()]
             out.append("")
     verdicts = verdict_lines(records)
-    if len(impls) > 1 or bad or len(verdicts) > len(impls):  # several, a failure or a coverage warning
+    n = sum(c["passed"] for c in counts.values())
+    # several, a failure, a coverage warning, or nothing checked (the reason is the answer)
+    if len(impls) > 1 or bad or len(verdicts) > len(impls) or not n:
         out += ([] if out[-1] == "" else [""]) + verdicts
     if bad:
         out.append(f"FAILED: {len(bad)} of {len(records)} checks failed")
     else:
-        n = sum(c["passed"] for c in counts.values())
-        out.append(f"\nOK: {n} checks passed ({len(records) - n} skipped or unsupported)")
+        # "OK" of nothing would read as a pass: every check skipped (too big, unavailable) is said so
+        out.append(f"\nOK: {n} checks passed ({len(records) - n} skipped or unsupported)" if n else
+                   f"\nNOTHING CHECKED: all {len(records)} checks were skipped or unsupported (reasons above)")
     return "\n".join(out)
 
 
