@@ -243,6 +243,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     import reports  # deferred: pandas, scipy and matplotlib load in seconds; only reports need them
 
     frame = _read_inputs(reports.load, [Path(i) for i in args.inputs])
+    if frame.empty:   # an empty file (a run that ended before its first record): nothing to report
+        raise UsageError(f"report input{'s' if len(args.inputs) > 1 else ''} "
+                         f"{', '.join(repr(i) for i in args.inputs)}: no records in {'them' if len(args.inputs) > 1 else 'it'}")
     held = sorted(set(frame["impl"].dropna())) if "impl" in frame else []
     if args.baseline is not None and args.baseline not in held:   # the default may be absent; a name given may not
         raise UsageError(f"--baseline {args.baseline!r}: no implementation of that name in the records "

@@ -191,11 +191,14 @@ def test_interrupted_check_does_not_claim_records_were_kept(capsys, monkeypatch)
     (["bench", "--impl", "im2col", "--out", "notes.txt"], "--out 'notes.txt': not a JSON-lines"),
     # a baseline named that the records do not hold once gave exit 0 and a note
     (["report", "a.jsonl", "--baseline", "nosuch", "--out", "r"], "--baseline 'nosuch': no implementation"),
+    # an empty file (a run ended before its first record) once gave exit 0 and an empty report
+    (["report", "empty.jsonl", "--out", "r"], "'empty.jsonl': no records"),
 ])
 def test_bad_values_are_one_line_exit_2(args, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.jsonl").write_text(json.dumps(REC) + "\n")
     (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "empty.jsonl").write_text("")
     assert main(args) == 2
     one_line_error(capsys.readouterr().err, fragment)
 
