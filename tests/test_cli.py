@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from _reports_fakes import QUICK, bench_records
 from convbench.cli import main
 
 LAYERS = Path(__file__).parent / "seed_layers" / "course_layers.py"
@@ -54,7 +55,8 @@ def test_list_json(capsys):
 ])
 def test_usage_errors_exit_2_with_the_bad_value(args, fragment, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "x.jsonl").write_text("")
+    rec = bench_records(impls=("im2col",), cases=QUICK[:1], directions=("forward",))[0]
+    (tmp_path / "x.jsonl").write_text(json.dumps(rec) + "\n")   # a record: what is wrong is the option
     assert main(args) == 2
     assert fragment in capsys.readouterr().err
 
