@@ -11,10 +11,10 @@ from typing import NoReturn
 __all__ = ["build_parser", "UsageError", "AlreadySaid", "SECURITY_NOTE", "DEFAULT_REPORT_DIR"]
 
 DEFAULT_REPORT_DIR = "convbench-report"
-SECURITY_NOTE = ("Security: --impl FILE.py:OBJ and --impl pkg.module:OBJ run that code (importing and calling it "
-                 "is how it is checked). It runs in a worker subprocess, which keeps crashes and hangs away "
-                 "from convbench but is no sandbox: the code runs as you, with your files and network. "
-                 "Check code you do not trust only inside a container or VM.")
+SECURITY_NOTE = ("Security: no sandbox. --impl FILE.py:OBJ and --impl pkg.module:OBJ run that code as you, with "
+                 "your files and network (importing and calling it is how it is checked); the worker subprocess "
+                 "keeps its crashes and hangs away from convbench, nothing more. Check code you do not trust only "
+                 "inside a container or VM.")
 
 
 class UsageError(Exception):
