@@ -93,3 +93,9 @@ def test_a_suite_registered_outside_the_catalogue_is_found_by_name():
         del table._SUITES[("max_pool2d", "mine")]
     with pytest.raises(ParamError, match="suite 'mine' is not defined for max_pool2d"):
         get_suite("mine", "max_pool2d")
+
+
+def test_a_descriptor_with_a_non_ascii_digit_is_refused_naming_it():
+    # "n１c2..." (a fullwidth one) was read as n1 by int()
+    with pytest.raises(ParamError, match="'１' at position 1 is not ASCII"):
+        parse_descriptor("n１c2h6w6o2k3")

@@ -45,6 +45,10 @@ def parse_descriptor(text: str, op: str = "conv2d") -> Case:
     s = text.strip()
     if not s:
         raise ParamError("case descriptor is empty")
+    odd = next((ch for ch in s if not ch.isascii()), None)
+    if odd is not None:   # Python's int() reads "１" (fullwidth) as 1: a descriptor is plain ASCII
+        raise ParamError(f"case descriptor {text!r}: {odd!r} at position {s.index(odd)} is not ASCII "
+                         f"(keys are letters a-z, values digits 0-9)")
     keys: dict[str, Any] = {}
     dtype = "float32"
     i = 0
