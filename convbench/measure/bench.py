@@ -44,6 +44,7 @@ from convbench.measure.measurement import MIN_TIME_S, measure_one
 from convbench.measure.memory import warm_up_profiler, workspace_bytes
 from convbench.measure.rounds import interleave
 from convbench.measure.threads import thread_limits
+from convbench.measure.timer import summarise
 from convbench.ops import DIRECTIONS
 from convbench.registry import availability, registered
 
@@ -62,6 +63,8 @@ MAX_TIMEOUTS = 2
 MAX_CRASHES = 3
 #: the grace of an isolated implementation's calls after its first (imports done by then)
 WARM_GRACE_S = 10.0
+#: an isolated implementation's item is timed in two processes when each gets at least this long
+SECOND_PROCESS_MIN_S = 0.25
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ class _Runner:
         self.after_check = AFTER_CHECK
         #: timeouts and crashes of each implementation: after a few, its other items are skipped
         self.timeouts: dict[str, int] = {}
-        self.called: set[str] = set()   # implementations whose worker has had a call
+        self.called: set[tuple[str, bool]] = set()   # (implementation, second process) whose worker has had a call
         self.crashes: dict[str, int] = {}
         #: ``time.monotonic()`` by which the whole run ends (``--deadline``), or None
         self.end = None if deadline is None else time.monotonic() + deadline
@@ -101,25 +104,27 @@ class _Runner:
             return f"skipped after {self.crashes[name]} crashes of {name}"
         return None
 
-    def worker(self, impl: Any) -> Any:
-        """The isolate worker of an isolated implementation (one per spec, kept for the run)."""
-        wk = self.workers.get(impl.info.spec)
+    def worker(self, impl: Any, second: bool = False) -> Any:
+        """The isolate worker of an isolated implementation (one per spec, kept for the run; with
+        ``second``, its second process)."""
+        key = f"{impl.info.spec}\0second" if second else impl.info.spec
+        wk = self.workers.get(key)
         if wk is None:
-            wk = self.workers[impl.info.spec] = Worker(impl.info.spec, impl.info.op)
+            wk = self.workers[key] = Worker(impl.info.spec, impl.info.op)
         return wk
 
     # one measurement, in-process or isolated; returns (status, result-or-message)
-    def _measure(self, impl: Any, case: Any, direction: str, **kw: Any) -> tuple[str, Any]:
+    def _measure(self, impl: Any, case: Any, direction: str, second: bool = False, **kw: Any) -> tuple[str, Any]:
         if not getattr(impl.info, "isolate", False):
             try:
                 return "ok", measure_one(impl, case, direction, clock=self.clock, **kw)
             except Exception as exc:
                 return "error", f"{type(exc).__name__}: {exc}"
-        wk = self.worker(impl)
+        wk = self.worker(impl, second)
         # the first call of an implementation may import what it needs (torch): the full grace;
         # after that a call is its timed work and a little more; a short --budget shortens both
-        first = impl.info.name not in self.called
-        self.called.add(impl.info.name)
+        first = (impl.info.name, second) not in self.called
+        self.called.add((impl.info.name, second))
         grace = self.grace if first else min(self.grace, WARM_GRACE_S)
         if self.budget.limited:
             grace = min(grace, max(WARM_GRACE_S, self.budget.total_s))
@@ -153,6 +158,21 @@ class _Runner:
             return status, res, None
         again.update(peak_mem_bytes=res["peak_mem_bytes"], mem_method=res["mem_method"], mem_s=res.get("mem_s"))
         return status, again, res["t_median_s"]
+
+    def _second_process(self, impl: Any, case: Any, direction: str, budget_s: float,
+                        res: dict[str, Any]) -> dict[str, Any]:
+        """``res`` with the samples of the item timed again in the implementation's second worker
+        process (no memory, no check after): median, minimum and IQR of both processes' samples;
+        ``processes`` says how many gave them. A second process that fails leaves ``res`` as it was."""
+        status, again = self._measure(impl, case, direction, second=True, budget_s=budget_s, memory=False,
+                                      after_check=False)
+        if status != "ok" or not again.get("samples"):
+            return res
+        samples = list(res["samples"]) + list(again["samples"])
+        median, low, iqr = summarise(samples)
+        steal = [v for v in (res.get("steal_pct"), again.get("steal_pct")) if v is not None]
+        return dict(res, samples=samples, t_median_s=median, t_min_s=low, t_iqr_s=iqr, processes=2,
+                    steal_pct=max(steal) if steal else None)
 
     def _probe(self, impl: Any, case: Any, direction: str, budget_s: float) -> float | None:
         """The planner's calibration probe: the fastest of two timed calls, no memory; None when
@@ -195,14 +215,22 @@ class _Runner:
         budget_s = min(plan.share, MAX_ITEM_S)
         if self.end is not None:
             budget_s = max(min(budget_s, self.end - time.monotonic()), 1e-3)
-        status, res, first_call = self._measure_settled(impl, case, direction, budget_s=budget_s,
+        # an isolated implementation's item is timed in two processes, half the time each: a whole
+        # process can run in the machine's slow state (docs/measurement.md), and the item's floor
+        # is then the other's
+        two = getattr(impl.info, "isolate", False) and budget_s >= 2 * SECOND_PROCESS_MIN_S
+        status, res, first_call = self._measure_settled(impl, case, direction, budget_s=budget_s / (2 if two else 1),
                                                         memory=plan.memory, mem_slowdown=slow,
                                                         after_check=self.after_check)
         if status != "ok":
             rec.update(status=status, reason=str(res))
             return rec
+        if two and res.get("stop") != "single":
+            res = self._second_process(impl, case, direction, budget_s / 2, res)
         if first_call is not None:
             rec["first_call_s"] = first_call
+        if res.get("processes"):
+            rec["processes"] = res["processes"]
         rec.update(t_median_s=res["t_median_s"], t_min_s=res["t_min_s"], t_iqr_s=res["t_iqr_s"],
                    samples=res["samples"], number=res["number"], stop=res["stop"],
                    peak_mem_bytes=res["peak_mem_bytes"], mem_method=res["mem_method"],
