@@ -119,6 +119,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
 
     p = sub.add_parser("machine", help="fingerprint and measured peaks of this machine")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--refresh", action="store_true",
+                   help="measure the peaks again now (they are cached per machine; one measured "
+                        "while other processes were busy reads low)")
 
     p = sub.add_parser("run", help="the main job: check, bench and report the shipped implementations "
                                    "(and yours, with --impl)", epilog=SECURITY_NOTE)

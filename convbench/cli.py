@@ -278,7 +278,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_machine(args: argparse.Namespace) -> int:
     fp = fingerprint()
-    pk = peaks(fp)
+    pk = peaks(fp, refresh=args.refresh)
     if args.json:
         print(json.dumps({"fingerprint": fp, "peaks": pk}, indent=2))
     else:

@@ -20,3 +20,20 @@ def test_no_steal_field_or_no_file_reads_as_unknown(tmp_path):
     stat.write_text("cpu  1 2 3 4\n")
     assert cpu_times(stat) is None
     assert cpu_times(tmp_path / "missing") is None
+
+
+def test_others_share_is_the_busy_time_this_process_did_not_use(tmp_path, monkeypatch):
+    from convbench.measure import hostload
+
+    monkeypatch.setattr(hostload.os, "sysconf", lambda name: 100)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 5 35 0 0\n")
+    before = hostload.busy_times(stat)
+    assert before == (1.9, 10.0)                      # 190 of 1000 jiffies neither idle nor I/O wait
+    stat.write_text("cpu  250 0 60 830 10 0 5 45 0 0\n")   # 200 jiffies: 170 busy (10 of them stolen)
+    after = hostload.busy_times(stat)
+    assert hostload.others_pct(before, after, own_s=0.7) == 50.0   # 1.7 s busy, 0.7 s ours
+    assert hostload.others_pct(before, after, own_s=1.7) == 0.0
+    assert hostload.others_pct(before, after, own_s=5.0) == 0.0    # clamped: our threads' time rounds up
+    assert hostload.others_pct(before, before, own_s=0.0) is None
+    assert hostload.others_pct(None, after, own_s=0.0) is None

@@ -121,7 +121,8 @@ def test_kill_9_mid_run_leaves_a_readable_file_and_resume_finishes_without_repea
     fp = machine.fingerprint()
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / f"peaks-{fp['id']}.json").write_text(json.dumps(
-        {"peak_gflops": {"float32": 10.0, "float64": 5.0}, "torch_gflops": {}, "peak_gbps": 5.0}))
+        {"peak_gflops": {"float32": 10.0, "float64": 5.0}, "torch_gflops": {}, "peak_gbps": 5.0,
+         "others_pct": 0.0, "contended": False}))
     proc = subprocess.Popen(_bench_cmd(impl_file, out), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:

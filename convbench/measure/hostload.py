@@ -1,4 +1,5 @@
-"""What the host did to a measurement: the hypervisor's steal time, from ``/proc/stat``.
+"""What the host did to a measurement: the hypervisor's steal time and other processes' CPU
+time, from ``/proc/stat``.
 
 On a virtual machine the hypervisor may run other guests on this one's physical cores; the time
 a vCPU was ready but not running is counted as *steal*. A measurement taken while much was
@@ -8,17 +9,19 @@ a share of all CPU time of the machine during the measurement) and is flagged pa
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["STEAL_HEAVY_PCT", "cpu_times", "steal_pct"]
+__all__ = ["STEAL_HEAVY_PCT", "cpu_times", "steal_pct", "busy_times", "others_pct"]
 
 #: steal above this share of the CPU time marks a measurement as taken under heavy steal
 STEAL_HEAVY_PCT = 5.0
 _STAT = Path("/proc/stat")
 
 
-def cpu_times(stat: Path = _STAT) -> tuple[int, int] | None:
-    """(steal, total) jiffies of all CPUs so far, or None where ``/proc/stat`` has no steal field."""
+def _fields(stat: Path) -> list[int] | None:
+    """user nice system idle iowait irq softirq steal of all CPUs, jiffies (guest time is already
+    in user and nice), or None where ``/proc/stat`` is missing or has no steal field."""
     try:
         with open(stat) as f:
             fields = f.readline().split()
@@ -26,9 +29,36 @@ def cpu_times(stat: Path = _STAT) -> tuple[int, int] | None:
         return None
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
-    vals = [int(v) for v in fields[1:9]]
-    return vals[7], sum(vals)
+    return [int(v) for v in fields[1:9]]
+
+
+def cpu_times(stat: Path = _STAT) -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, or None where ``/proc/stat`` has no steal field."""
+    vals = _fields(stat)
+    return None if vals is None else (vals[7], sum(vals))
+
+
+def busy_times(stat: Path = _STAT) -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of all CPUs so far (busy: neither idle nor waiting on I/O, steal
+    included), or None where ``/proc/stat`` cannot be read."""
+    vals = _fields(stat)
+    if vals is None:
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (sum(vals) - vals[3] - vals[4]) / hz, sum(vals) / hz
+
+
+def others_pct(before: tuple[float, float] | None, after: tuple[float, float] | None,
+               own_s: float) -> float | None:
+    """The share of the machine's CPU time between two :func:`busy_times` readings that went to
+    anything but this process (``own_s`` CPU seconds, every thread): other processes and the
+    hypervisor's steal, in %; None where a reading is missing or no time passed."""
+    if before is None or after is None:
+        return None
+    total = after[1] - before[1]
+    if total <= 0:
+        return None
+    return round(max(0.0, min(100.0, 100.0 * (after[0] - before[0] - own_s) / total)), 1)
 
 
 def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
