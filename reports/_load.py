@@ -21,9 +21,9 @@ BENCH_COLUMNS = ("schema", "run_id", "time", "op", "direction", "impl", "backend
                  "descriptor", "params", "dtype", "status", "reason", "t_median_s", "t_min_s",
                  "t_iqr_s", "samples", "flops", "gflops", "pct_peak", "bytes_min", "peak_mem_bytes",
                  "workspace_bytes", "intensity", "count", "threads", "choice", "chosen_by", "rounds", "paired",
-                 "role", "steal_pct", "instructions")
+                 "role", "steal_pct", "others_pct", "instructions")
 _NUMERIC = ("t_median_s", "t_min_s", "t_iqr_s", "flops", "gflops", "pct_peak", "bytes_min",
-            "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads", "steal_pct", "instructions")
+            "peak_mem_bytes", "workspace_bytes", "intensity", "count", "threads", "steal_pct", "others_pct", "instructions")
 _PARAM_PREFIX = "param_"
 
 

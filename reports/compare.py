@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from convbench.measure.hostload import STEAL_HEAVY_PCT
+from convbench.measure.hostload import OTHERS_HEAVY_PCT, STEAL_HEAVY_PCT
 from reports._format import fmt_time
 from convbench.records import FAILING
 from reports._load import load
@@ -160,8 +160,11 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, threshold_pct: float,
         row.update(basis="", old_median=d["t_median_s_old"], new_median=d["t_median_s_new"], change_pct=np.nan,
                    min_change_pct=np.nan, p_value=np.nan, detectable_pct=np.nan, flag="")
         steal = [s for s in (d.get("steal_pct_old"), d.get("steal_pct_new")) if _finite(s)]
-        if steal and max(steal) > STEAL_HEAVY_PCT:
-            row["flag"] = f"steal {max(steal):.0f} %"
+        others = [s for s in (d.get("others_pct_old"), d.get("others_pct_new")) if _finite(s)]
+        flags = ([f"steal {max(steal):.0f} %"] if steal and max(steal) > STEAL_HEAVY_PCT else []) + \
+            ([f"busy {max(others):.0f} %"] if others and max(others) > OTHERS_HEAVY_PCT else [])
+        if flags:
+            row["flag"] = ", ".join(flags)
             stolen += 1
         if so == "ok" and sn in FAILING:
             row["verdict"] = "NOW FAILING"
@@ -182,7 +185,8 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, threshold_pct: float,
         rows.append(row)
     if stolen:
         notes.append(f"{stolen} measurement(s) taken while the hypervisor stole more than {STEAL_HEAVY_PCT:g} % "
-                     f"of the CPU (flag column): their times are the machine's as much as the code's")
+                     f"of the CPU or other processes took more than {OTHERS_HEAVY_PCT:g} % (flag column): "
+                     f"their times are the machine's as much as the code's")
     cols = key + (["baseline", "impl"] if baseline else []) + \
         ["machine", "basis", "old_median", "new_median", "change_pct", "min_change_pct", "p_value",
          "detectable_pct", "verdict", "flag"]

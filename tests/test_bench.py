@@ -1,6 +1,7 @@
 """The bench runner with fake implementations and a mock clock: records, statuses, resume, threads."""
 from __future__ import annotations
 
+import re
 import socket
 import textwrap
 
@@ -197,6 +198,19 @@ def test_format_summary_lists_every_record():
     assert "fake_a" in text and "error: RuntimeError: kaput" in text
     assert text.splitlines()[-1] == "4 records: 3 ok, 1 not ok"  # boom's backward works
     assert format_summary([]) == "no bench records"
+
+
+def test_format_summary_marks_times_taken_on_a_busy_machine():
+    clock = MockClock()
+    recs = _run([FakeConv(clock, "fake_a")], cases=CASES[:1], clock=clock)
+    quiet = [dict(r, others_pct=3.0, steal_pct=0.5) for r in recs]
+    assert "!" not in format_summary(quiet)
+    busy = [dict(quiet[0], others_pct=48.0), dict(quiet[1], steal_pct=9.0)]
+    text = format_summary(busy)
+    lines = text.splitlines()
+    assert all(re.search(r"\d (ms|us|s)! ", ln) for ln in lines[2:4])    # the median, marked
+    assert "!: 2 record(s) timed while other processes or the hypervisor took more than 15 %" in text
+    assert "up to 48 %" in text and lines[-1].startswith("2 records:")
 
 
 def test_bad_direction_is_named():

@@ -114,6 +114,16 @@ def test_heavy_steal_is_flagged(tmp_path):
     assert "steal 23 %" in text and "1 measurement(s) taken while the hypervisor stole" in text
 
 
+def test_a_busy_machine_is_flagged(tmp_path):
+    old = bench_records(impls=("im2col",), cases=QUICK[:1], seed=1)
+    new = bench_records(impls=("im2col",), cases=QUICK[:1], seed=2)
+    old[0]["others_pct"], new[0]["others_pct"] = 2.0, 41.0
+    new[1]["others_pct"] = 14.0
+    text, _ = compare(write_jsonl(tmp_path / "o.jsonl", old), write_jsonl(tmp_path / "n.jsonl", new), 10)
+    assert "busy 41 %" in text and "busy 14" not in text
+    assert "1 measurement(s) taken while" in text and "other processes took more than 15 %" in text
+
+
 def test_bench_baseline_runs_old_and_new_side_by_side_and_compares_them(capsys):
     from convbench.cli import main
 

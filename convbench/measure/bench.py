@@ -170,9 +170,9 @@ class _Runner:
             return res
         samples = list(res["samples"]) + list(again["samples"])
         median, low, iqr = summarise(samples)
-        steal = [v for v in (res.get("steal_pct"), again.get("steal_pct")) if v is not None]
-        return dict(res, samples=samples, t_median_s=median, t_min_s=low, t_iqr_s=iqr, processes=2,
-                    steal_pct=max(steal) if steal else None)
+        host = {k: max((v for v in (res.get(k), again.get(k)) if v is not None), default=None)
+                for k in ("steal_pct", "others_pct")}
+        return dict(res, samples=samples, t_median_s=median, t_min_s=low, t_iqr_s=iqr, processes=2, **host)
 
     def _probe(self, impl: Any, case: Any, direction: str, budget_s: float) -> float | None:
         """The planner's calibration probe: the fastest of two timed calls, no memory; None when
@@ -234,7 +234,8 @@ class _Runner:
         rec.update(t_median_s=res["t_median_s"], t_min_s=res["t_min_s"], t_iqr_s=res["t_iqr_s"],
                    samples=res["samples"], number=res["number"], stop=res["stop"],
                    peak_mem_bytes=res["peak_mem_bytes"], mem_method=res["mem_method"],
-                   steal_pct=res.get("steal_pct"), **({"heap": res["heap"]} if res.get("heap") else {}))
+                   steal_pct=res.get("steal_pct"), others_pct=res.get("others_pct"),
+                   **({"heap": res["heap"]} if res.get("heap") else {}))
         if res.get("after_check"):  # the times stay, but they timed something other than the work
             rec.update(status="failed", reason=res["after_check"])
         if not plan.memory:

@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["STEAL_HEAVY_PCT", "cpu_times", "steal_pct", "busy_times", "others_pct"]
+__all__ = ["STEAL_HEAVY_PCT", "OTHERS_HEAVY_PCT", "cpu_times", "steal_pct", "busy_times", "others_pct",
+           "own_cpu_s", "load_mark", "load_since"]
 
 #: steal above this share of the CPU time marks a measurement as taken under heavy steal
 STEAL_HEAVY_PCT = 5.0
+#: other processes' and the hypervisor's share of the machine's CPU time above which a
+#: measurement was taken on a busy machine: on an idle 2-vCPU VM it reads 0-3 %, beside one
+#: other process running flat out about 50 %
+OTHERS_HEAVY_PCT = 15.0
+#: CPU seconds (all CPUs together) a reading of others' share needs: ``/proc/stat`` counts in
+#: jiffies (10 ms), and this process's own time in ticks too
+MIN_OBSERVED_S = 0.2
 _STAT = Path("/proc/stat")
 
 
@@ -52,12 +60,13 @@ def others_pct(before: tuple[float, float] | None, after: tuple[float, float] | 
                own_s: float) -> float | None:
     """The share of the machine's CPU time between two :func:`busy_times` readings that went to
     anything but this process (``own_s`` CPU seconds, every thread): other processes and the
-    hypervisor's steal, in %; None where a reading is missing or no time passed."""
+    hypervisor's steal, in %; None where a reading is missing or less than
+    :data:`MIN_OBSERVED_S` of CPU time passed."""
     if before is None or after is None:
         return None
     total = after[1] - before[1]
-    if total <= 0:
-        return None
+    if total < MIN_OBSERVED_S:
+        return None   # a few jiffies: the share would be mostly rounding
     return round(max(0.0, min(100.0, 100.0 * (after[0] - before[0] - own_s) / total)), 1)
 
 
@@ -70,3 +79,21 @@ def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> 
     if total <= 0:
         return None
     return round(100.0 * (after[0] - before[0]) / total, 2)
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process has used so far, every thread (not its children)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def load_mark() -> tuple[tuple[int, int] | None, tuple[float, float] | None, float]:
+    """Readings to take before a measurement, for :func:`load_since` after it."""
+    return cpu_times(), busy_times(), own_cpu_s()
+
+
+def load_since(mark: tuple[tuple[int, int] | None, tuple[float, float] | None, float]) -> dict[str, float | None]:
+    """What the host did since :func:`load_mark`: ``steal_pct`` and ``others_pct``."""
+    steal0, busy0, own0 = mark
+    return {"steal_pct": steal_pct(steal0, cpu_times()),
+            "others_pct": others_pct(busy0, busy_times(), own_cpu_s() - own0)}

@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from convbench.measure.hostload import busy_times, others_pct
+from convbench.measure.hostload import OTHERS_HEAVY_PCT, load_mark, load_since
 
 __all__ = ["CONTENDED_PCT", "CONTENDED_RETRY_S", "fingerprint", "here_worker", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
            "describe", "machine_record", "cache_dir"]
 
 #: other processes' (and the hypervisor's) share of the CPU time, %, above which a peak
-#: measurement is marked contended: on an idle 2-vCPU VM it reads 0-3 %, beside a second process
-#: running flat out about 50 %
-CONTENDED_PCT = 15.0
+#: measurement is marked contended
+CONTENDED_PCT = OTHERS_HEAVY_PCT
 #: seconds after a contended measurement from which the next call measures the peaks again
 CONTENDED_RETRY_S = 300
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
@@ -366,7 +365,7 @@ def measure_peaks(gemm_n: int | None = None, seconds: float = 0.4, copy_bytes: i
     and the GPU's (:func:`gpu_peaks`) where there is one."""
     out: dict[str, Any] = {"peak_gflops": {}, "torch_gflops": {}, "gemm_n": gemm_n, "copy_bytes": copy_bytes}
     out["numpy_gflops"] = {}
-    before, own0 = busy_times(), _own_cpu_s()
+    mark = load_mark()
     for dt in ("float32", "float64"):
         g = gemm_peak(dt, gemm_n, seconds)
         out["numpy_gflops"][dt] = round(g["numpy"], 2)
@@ -375,18 +374,13 @@ def measure_peaks(gemm_n: int | None = None, seconds: float = 0.4, copy_bytes: i
         if dt == "float32":
             out["gemm_n"] = g["n"]  # the size that gave float32's peak
     out["peak_gbps"] = round(_copy_gbps(copy_bytes, seconds), 2)
-    others = others_pct(before, busy_times(), _own_cpu_s() - own0)
+    others = load_since(mark)["others_pct"]
     out.update(gpu_peaks())
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out["measured_unix"] = time.time()
     out["others_pct"] = others
     out["contended"] = others is not None and others > CONTENDED_PCT
     return out
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from convbench.measure.aftercheck import check_after_timing
 from convbench.measure.budget import MAX_ITEM_S, format_seconds
 from convbench.measure.calls import prepared_call
 from convbench.measure.heap import heap_policy
-from convbench.measure.hostload import cpu_times, steal_pct
+from convbench.measure.hostload import load_mark, load_since
 from convbench.measure.memory import FIXED_COST_S, allocation_sizes, method_for, peak_extra_bytes
 from convbench.measure.threads import park_blas_threads
 from convbench.measure.timer import time_call
@@ -77,7 +77,8 @@ def measure_one(impl: Any, case: Any, direction: str, *, budget_s: float = MAX_I
     -------
     dict
         ``t_median_s, t_min_s, t_iqr_s, samples, number, stop, peak_mem_bytes, mem_method``,
-        ``steal_pct`` (the hypervisor's steal during the timing), ``heap`` (the C heap's policy and
+        ``steal_pct`` (the hypervisor's steal during the timing), ``others_pct`` (the CPU time
+        other processes and the hypervisor took meanwhile), ``heap`` (the C heap's policy and
         thresholds, where the implementation declares one: :mod:`convbench.measure.heap`) and
         ``after_check`` (why the check after timing failed, or None). Exceptions propagate.
     """
@@ -103,11 +104,11 @@ def _timed(impl: Any, call: Callable[[], Any], out: dict[str, Any], budget_s: fl
     left = max(budget_s - (clock() - t0), 1e-3)
     if memory:
         left *= 0.75  # a quarter kept for the memory call
-    host = cpu_times()
+    host = load_mark()
     t = time_call(call, sync=impl.sync, budget_s=left, min_time_s=min(min_time_s, left / 2), clock=clock,
                   min_samples=min(7, max_samples), max_samples=max_samples,
                   events=events if events is not None else _events_for(impl))
-    out["steal_pct"] = steal_pct(host, cpu_times())
+    out.update(load_since(host))
     out.update(t_median_s=t.median, t_min_s=t.min, t_iqr_s=t.iqr, samples=t.samples, number=t.number,
                stop=t.stop)
     if memory:
