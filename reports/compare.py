@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from convbench.measure.hostload import OTHERS_HEAVY_PCT, STEAL_HEAVY_PCT
+from convbench.measure.hostload import OTHERS_HEAVY_PCT, STEAL_HEAVY_PCT, host_flags
 from reports._format import fmt_time
 from convbench.records import FAILING
 from reports._load import load
@@ -161,8 +161,7 @@ def compare_frames(old: pd.DataFrame, new: pd.DataFrame, threshold_pct: float,
                    min_change_pct=np.nan, p_value=np.nan, detectable_pct=np.nan, flag="")
         steal = [s for s in (d.get("steal_pct_old"), d.get("steal_pct_new")) if _finite(s)]
         others = [s for s in (d.get("others_pct_old"), d.get("others_pct_new")) if _finite(s)]
-        flags = ([f"steal {max(steal):.0f} %"] if steal and max(steal) > STEAL_HEAVY_PCT else []) + \
-            ([f"busy {max(others):.0f} %"] if others and max(others) > OTHERS_HEAVY_PCT else [])
+        flags = host_flags(max(steal, default=None), max(others, default=None))
         if flags:
             row["flag"] = ", ".join(flags)
             stolen += 1

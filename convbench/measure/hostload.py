@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 __all__ = ["STEAL_HEAVY_PCT", "OTHERS_HEAVY_PCT", "cpu_times", "steal_pct", "busy_times", "others_pct",
-           "own_cpu_s", "load_mark", "load_since"]
+           "own_cpu_s", "load_mark", "load_since", "host_flags"]
 
 #: steal above this share of the CPU time marks a measurement as taken under heavy steal
 STEAL_HEAVY_PCT = 5.0
@@ -97,3 +97,15 @@ def load_since(mark: tuple[tuple[int, int] | None, tuple[float, float] | None, f
     steal0, busy0, own0 = mark
     return {"steal_pct": steal_pct(steal0, cpu_times()),
             "others_pct": others_pct(busy0, busy_times(), own_cpu_s() - own0)}
+
+
+def host_flags(steal: float | None, others: float | None) -> list[str]:
+    """What made a measurement the machine's as much as the code's: ``"steal N %"`` past
+    :data:`STEAL_HEAVY_PCT`, ``"busy N %"`` past :data:`OTHERS_HEAVY_PCT` (missing or NaN
+    readings say nothing)."""
+    out = []
+    if steal is not None and steal > STEAL_HEAVY_PCT:
+        out.append(f"steal {steal:.0f} %")
+    if others is not None and others > OTHERS_HEAVY_PCT:
+        out.append(f"busy {others:.0f} %")
+    return out

@@ -24,12 +24,9 @@ import numpy as np
 
 from convbench.measure.hostload import OTHERS_HEAVY_PCT, load_mark, load_since
 
-__all__ = ["CONTENDED_PCT", "CONTENDED_RETRY_S", "fingerprint", "here_worker", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
+__all__ = ["CONTENDED_RETRY_S", "fingerprint", "here_worker", "peaks", "measure_peaks", "gemm_peak", "gpu_peaks", "device_peak", "peak_gemm_calls",
            "describe", "machine_record", "cache_dir"]
 
-#: other processes' (and the hypervisor's) share of the CPU time, %, above which a peak
-#: measurement is marked contended
-CONTENDED_PCT = OTHERS_HEAVY_PCT
 #: seconds after a contended measurement from which the next call measures the peaks again
 CONTENDED_RETRY_S = 300
 _ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_", "BLIS_", "VECLIB_", "KMP_", "CUDA_VISIBLE")
@@ -379,7 +376,7 @@ def measure_peaks(gemm_n: int | None = None, seconds: float = 0.4, copy_bytes: i
     out["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out["measured_unix"] = time.time()
     out["others_pct"] = others
-    out["contended"] = others is not None and others > CONTENDED_PCT
+    out["contended"] = others is not None and others > OTHERS_HEAVY_PCT
     return out
 
 
@@ -410,7 +407,7 @@ def peaks(fp: dict[str, Any] | None = None, *, refresh: bool = False) -> dict[st
         Measure again even when cached.
 
     A measurement during which other processes (or the hypervisor) took more than
-    :data:`CONTENDED_PCT` % of the machine's CPU time read the peaks low, and every % of peak
+    :data:`~convbench.measure.hostload.OTHERS_HEAVY_PCT` % of the machine's CPU time read the peaks low, and every % of peak
     after it high: it is cached marked ``contended`` and measured again by the first call at
     least :data:`CONTENDED_RETRY_S` seconds later, the higher figures of the two kept.
 

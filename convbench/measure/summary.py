@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convbench.measure.hostload import OTHERS_HEAVY_PCT, STEAL_HEAVY_PCT
+from convbench.measure.hostload import OTHERS_HEAVY_PCT, host_flags
 
 __all__ = ["format_summary"]
 
@@ -64,5 +64,4 @@ def format_summary(records: list[dict[str, Any]]) -> str:
 
 def _busy(r: dict[str, Any]) -> bool:
     """Timed while others took much of the machine (others_pct) or the hypervisor stole (steal_pct)."""
-    others, steal = r.get("others_pct"), r.get("steal_pct")
-    return (others is not None and others > OTHERS_HEAVY_PCT) or (steal is not None and steal > STEAL_HEAVY_PCT)
+    return bool(host_flags(r.get("steal_pct"), r.get("others_pct")))
